@@ -1,0 +1,42 @@
+"""Fixtures shared by every test: a shared volume and the validation policy around it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tts_api.policy import ValidationPolicy, policy_from_env
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No TTS_* setting of the machine leaks into a test, nor the cached policy out of one."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TTS_"):
+            monkeypatch.delenv(name)
+    policy_from_env.cache_clear()
+    yield
+    policy_from_env.cache_clear()
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    """The shared volume, mounted on this machine (as on an inference pod or in local mode)."""
+    root = tmp_path / "share"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def policy(share: Path) -> ValidationPolicy:
+    return ValidationPolicy(shared_dir=share, shared_prefix="/share")
+
+
+@pytest.fixture
+def unmounted_policy(tmp_path: Path) -> ValidationPolicy:
+    """A process without the shared volume (a gateway or operator in the cluster): lexical checks only."""
+    return ValidationPolicy(shared_dir=tmp_path / "not-mounted", shared_prefix="/share")

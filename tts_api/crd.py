@@ -1,0 +1,170 @@
+"""The TTSWorkflow CustomResourceDefinition, generated from the API models.
+
+``indextts-k8s crd`` writes it to ``crds/ttsworkflows.tts.indextts.io.yaml``; a test regenerates it
+and fails on any drift, so the models stay the one source of truth for the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from tts_api.constants import (
+    API_GROUP,
+    API_VERSION,
+    CRD_NAME,
+    KIND,
+    LIST_KIND,
+    PLURAL,
+    SHORT_NAME,
+    SINGULAR,
+)
+from tts_api.resource import TTSWorkflowSpec, TTSWorkflowStatus
+
+CRD_FILE = f"crds/{CRD_NAME}.yaml"
+HEADER = (
+    "# Generated from the models in tts_api/ by `indextts-k8s crd`; do not edit by hand.\n"
+    "# tests/api/test_crd.py fails when this file and the models drift apart.\n"
+)
+
+# Keys of pydantic's JSON schema that a Kubernetes structural schema keeps as they are.
+_KEPT = {
+    "description",
+    "type",
+    "format",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "required",
+    "x-kubernetes-list-type",
+    "x-kubernetes-validations",
+}
+
+
+class SchemaError(ValueError):
+    """The models use a construct that a structural schema cannot express."""
+
+
+def structural_schema(model_schema: dict[str, Any], *, defaults: bool) -> dict[str, Any]:
+    """Turn pydantic's JSON schema into a Kubernetes structural OpenAPI v3 schema.
+
+    ``$ref`` is inlined, ``X | None`` becomes X (absent fields mean None), ``dict[str, Any]`` keeps
+    unknown fields, titles go, and defaults stay only where ``defaults`` asks for them (the API
+    server applies them on create).
+    """
+    definitions = model_schema.get("$defs", {})
+
+    def convert(node: dict[str, Any]) -> dict[str, Any]:
+        node = dict(node)
+        if "$ref" in node:
+            target = definitions[node.pop("$ref").rsplit("/", 1)[-1]]
+            node = {**target, **node}  # the field's own description wins over the model's
+        if "anyOf" in node:
+            branches = [b for b in node.pop("anyOf") if b.get("type") != "null"]
+            if len(branches) != 1:
+                raise SchemaError(f"a union of several types cannot be structural: {branches}")
+            inner = convert(branches[0])
+            outer = {k: v for k, v in node.items() if k != "default" or v is not None}
+            return {**inner, **convert_plain(outer, typed=False)}
+        return convert_plain(node, typed=True)
+
+    def convert_plain(node: dict[str, Any], *, typed: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {k: copy.deepcopy(v) for k, v in node.items() if k in _KEPT}
+        if defaults and node.get("default") is not None:
+            out["default"] = copy.deepcopy(node["default"])
+        if "properties" in node:
+            out["properties"] = {name: convert(prop) for name, prop in node["properties"].items()}
+            out.setdefault("type", "object")
+        if "items" in node:
+            out["items"] = convert(node["items"])
+        extra = node.get("additionalProperties")
+        if extra is True or extra == {}:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(extra, dict):
+            out["additionalProperties"] = convert(extra)
+        if typed and "type" not in out and "x-kubernetes-preserve-unknown-fields" not in out:
+            out["x-kubernetes-preserve-unknown-fields"] = True  # Any
+        return out
+
+    return convert(model_schema)
+
+
+def open_api_schema() -> dict[str, Any]:
+    """``openAPIV3Schema`` for the TTSWorkflow kind."""
+    spec = structural_schema(
+        TTSWorkflowSpec.model_json_schema(by_alias=True, mode="validation"), defaults=True
+    )
+    status = structural_schema(
+        TTSWorkflowStatus.model_json_schema(by_alias=True, mode="serialization"), defaults=False
+    )
+    return {
+        "type": "object",
+        "description": "A text-to-speech workflow: the seed's request in spec, its progress and "
+        "result in status.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+
+
+def printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage"},
+        {"name": "Progress", "type": "integer", "jsonPath": ".status.progress"},
+        {"name": "Pod", "type": "string", "jsonPath": ".status.heartbeat.pod", "priority": 1},
+        {"name": "Error", "type": "string", "jsonPath": ".status.error.code", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": CRD_NAME,
+            "labels": {"app.kubernetes.io/part-of": "indextts-k8s"},
+        },
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": LIST_KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": [SHORT_NAME],
+                "categories": ["tts"],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns(),
+                    "schema": {"openAPIV3Schema": open_api_schema()},
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    """The CRD as the YAML text kept in ``crds/``."""
+    body = yaml.safe_dump(build_crd(), sort_keys=False, allow_unicode=True, width=100)
+    return HEADER + body

@@ -1,0 +1,75 @@
+"""What request validation depends on besides the request: the shared root, limits, preset names.
+
+Every process reads it from the environment (``TTS_*`` variables, see ``docs/configuration.md``);
+tests and embedders pass one explicitly as pydantic validation context::
+
+    WorkflowRequest.model_validate(body, context={"policy": policy})
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tts_api.shared_paths import DEFAULT_SHARED_PREFIX, SharedRoot
+
+# Hard ceilings, also written into the CRD schema; the configurable limits live below them.
+TEXT_LENGTH_CEILING = 20_000
+DEFAULT_MAX_TEXT_LENGTH = 5_000
+MIN_TOKENS_PER_SEGMENT = 20
+MAX_TOKENS_PER_SEGMENT = 600
+EMOTION_TEXT_LENGTH_CEILING = 1_000
+PRESET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+
+class ValidationPolicy(BaseSettings):
+    """Limits and roots that request validation applies (environment: ``TTS_`` prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_", frozen=True, extra="ignore")
+
+    shared_dir: Path = Field(
+        default=Path(DEFAULT_SHARED_PREFIX),
+        description="Where the shared volume is mounted on this machine.",
+    )
+    shared_prefix: str = Field(
+        default=DEFAULT_SHARED_PREFIX,
+        description="How API paths name the shared volume (the seed uses /share).",
+    )
+    max_text_length: int = Field(
+        default=DEFAULT_MAX_TEXT_LENGTH,
+        ge=1,
+        le=TEXT_LENGTH_CEILING,
+        description="Longest `text` accepted, in characters.",
+    )
+    voice_presets: frozenset[str] | None = Field(
+        default=None,
+        description="Preset names `reference_audio` may use; None accepts any well-formed name "
+        "and leaves the check to the inference pod, which holds the preset file.",
+    )
+
+    @model_validator(mode="after")
+    def _prefix_is_valid(self) -> ValidationPolicy:
+        SharedRoot(self.shared_dir, self.shared_prefix)  # raises on a bad prefix
+        return self
+
+    @property
+    def shared_root(self) -> SharedRoot:
+        return SharedRoot(self.shared_dir, self.shared_prefix)
+
+
+@lru_cache(maxsize=1)
+def policy_from_env() -> ValidationPolicy:
+    """The process-wide policy, read once from the environment."""
+    return ValidationPolicy()
+
+
+def policy_from_context(context: Any) -> ValidationPolicy:
+    """The policy passed as validation context, or the one from the environment."""
+    given = context.get("policy") if isinstance(context, dict) else None
+    if isinstance(given, ValidationPolicy):
+        return given
+    return policy_from_env()

@@ -1,0 +1,198 @@
+"""The TTSWorkflow custom resource: its spec (the seed's request) and its status.
+
+Kubernetes speaks camelCase: dump with ``model_dump(mode="json", by_alias=True, exclude_none=True)``
+and validate with :func:`tts_api.validation.parse_spec` / :meth:`TTSWorkflowStatus.from_k8s`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from tts_api.constants import (
+    API_GROUP_VERSION,
+    KIND,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    StageState,
+    TaskName,
+)
+from tts_api.errors import ErrorInfo
+from tts_api.request import WorkflowConfig, WorkflowRequest
+from tts_api.results import SpeechResult
+
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
+class TTSWorkflowSpec(WorkflowRequest):
+    """``spec``: the seed's request, camelCase, plus the workflow's time limits."""
+
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        strict=True,
+        description="Fail the workflow with TASK_TIMEOUT when it has not finished this many seconds "
+        "after it was accepted; unset means the operator's default.",
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        strict=True,
+        description="Delete the workflow this many seconds after it finished; unset means the "
+        "operator's default.",
+    )
+
+    @classmethod
+    def from_request(
+        cls,
+        request: WorkflowRequest,
+        *,
+        timeout_seconds: int | None = None,
+        ttl_seconds_after_finished: int | None = None,
+    ) -> TTSWorkflowSpec:
+        """The spec for a validated REST request (no second validation: the request was checked)."""
+        return cls.model_construct(
+            video_path=request.video_path,
+            workflow_config=request.workflow_config,
+            timeout_seconds=timeout_seconds,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+        )
+
+    def to_request(self) -> WorkflowRequest:
+        return WorkflowRequest.model_construct(
+            video_path=self.video_path, workflow_config=self.workflow_config
+        )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The spec as it is written into the resource (camelCase, defaults filled in)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(BaseModel):
+    """Base of status models: camelCase in the resource, unknown fields ignored (newer writers)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="ignore"
+    )
+
+
+class StageStatus(StatusModel):
+    """One task of the chain."""
+
+    name: TaskName
+    state: StageState = StageState.PENDING
+    attempt: int = Field(default=0, ge=0, description="Dispatches so far; 1 for the first.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output: dict[str, Any] | None = Field(
+        default=None, description="The task's result, in the seed's shape for that task."
+    )
+    error: ErrorInfo | None = None
+
+
+class HeartbeatStatus(StatusModel):
+    """The last sign of life from the inference pod running the current stage."""
+
+    pod: str | None = None
+    worker: str | None = None
+    gpu: str | None = None
+    last_heartbeat: datetime | None = None
+
+
+class Condition(StatusModel):
+    """A Kubernetes condition (``kubectl wait --for=condition=Succeeded`` reads these)."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str = Field(min_length=1, description="CamelCase reason for the last transition.")
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class TTSWorkflowStatus(StatusModel):
+    """``status``: written by the operator only."""
+
+    phase: Phase = Phase.PENDING
+    stages: list[StageStatus] = Field(default_factory=list)
+    current_stage: TaskName | None = None
+    progress: int = Field(default=0, ge=0, le=100, description="Percent of the whole chain done.")
+    heartbeat: HeartbeatStatus | None = None
+    result: SpeechResult | None = Field(
+        default=None, description="The speech result (the seed's response fields), when one was made."
+    )
+    error: ErrorInfo | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(default=None, ge=0)
+    accepted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_k8s(cls, status: dict[str, Any] | None) -> TTSWorkflowStatus:
+        return cls.model_validate(status or {}, by_alias=True, by_name=False)
+
+    def to_k8s(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def stage(self, name: TaskName) -> StageStatus | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+class ObjectMeta(BaseModel):
+    """The part of ``metadata`` the project reads; the rest is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    creationTimestamp: datetime | None = None  # noqa: N815 (Kubernetes' spelling)
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class TTSWorkflow(BaseModel):
+    """A whole TTSWorkflow object, as ``kubectl get -o json`` shows it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    api_version: str = Field(default=API_GROUP_VERSION, alias="apiVersion")
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: TTSWorkflowSpec
+    status: TTSWorkflowStatus = Field(default_factory=TTSWorkflowStatus)
+
+    def to_k8s(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": self.metadata.model_dump(mode="json", exclude_none=True),
+            "spec": self.spec.to_k8s(),
+        }
+        status = self.status.to_k8s()
+        if status != TTSWorkflowStatus().to_k8s():
+            body["status"] = status
+        return body
+
+
+__all__ = [
+    "Condition",
+    "HeartbeatStatus",
+    "ObjectMeta",
+    "StageStatus",
+    "TTSWorkflow",
+    "TTSWorkflowSpec",
+    "TTSWorkflowStatus",
+    "WorkflowConfig",
+]

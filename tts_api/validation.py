@@ -1,0 +1,98 @@
+"""Validate requests and resources; turn pydantic's errors into ``INVALID_INPUT`` naming the field.
+
+REST bodies are snake_case (``workflow_config.indextts_config.emotion_alpha``), resources camelCase
+(``spec.workflowConfig.indexttsConfig.emotionAlpha``): each error names the field as its writer
+spelled it, and says what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
+
+from tts_api.errors import ErrorCode, TTSError
+from tts_api.policy import ValidationPolicy
+from tts_api.request import WorkflowRequest
+from tts_api.resource import TTSWorkflowSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+# How many field errors one message lists before "and N more".
+MAX_LISTED_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+_FRIENDLIER = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field; check its spelling against the API reference",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    message = _FRIENDLIER.get(error["type"], error["msg"])
+    value = error.get("input")
+    if error["type"] not in ("missing", "tts_invalid", "tts_invalid_child") and _short_scalar(value):
+        message = f"{message} (got {value!r})"
+    return message
+
+
+def _short_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= 80
+    return isinstance(value, int | float | bool) or value is None
+
+
+def field_errors(exc: ValidationError, *, camel: bool, root: str) -> list[FieldError]:
+    """One :class:`FieldError` per pydantic error, the field spelled for its writer."""
+    found: list[FieldError] = []
+    for error in exc.errors(include_url=False):
+        # pydantic's loc holds the keys as the writer spelled them; only a field named by a
+        # cross-field rule (snake_case in the rule) is spelled here.
+        loc: list[str | int] = list(error["loc"])
+        child = (error.get("ctx") or {}).get("field")
+        if error["type"] == "tts_invalid_child" and isinstance(child, str):
+            loc.extend(to_camel(part) if camel else part for part in child.split("."))
+        path = root
+        for part in loc:
+            path += f"[{part}]" if isinstance(part, int) else ("." if path else "") + part
+        found.append(FieldError(path or root or "body", _message(error)))
+    return found
+
+
+def invalid_input_from(errors: list[FieldError]) -> TTSError:
+    listed = "; ".join(str(e) for e in errors[:MAX_LISTED_ERRORS])
+    if len(errors) > MAX_LISTED_ERRORS:
+        listed += f"; and {len(errors) - MAX_LISTED_ERRORS} more"
+    return TTSError(ErrorCode.INVALID_INPUT, listed, field=errors[0].field if errors else None)
+
+
+def _validate(model: type[M], data: Any, *, camel: bool, root: str, policy: ValidationPolicy | None) -> M:
+    context = {"policy": policy} if policy is not None else None
+    try:
+        return model.model_validate(data, by_alias=camel, by_name=not camel, context=context)
+    except ValidationError as exc:
+        raise invalid_input_from(field_errors(exc, camel=camel, root=root)) from None
+
+
+def parse_request(body: Any, *, policy: ValidationPolicy | None = None) -> WorkflowRequest:
+    """Validate a ``POST /v1/workflows`` body (snake_case); raise ``INVALID_INPUT`` naming the field."""
+    return _validate(WorkflowRequest, body, camel=False, root="", policy=policy)
+
+
+def parse_spec(spec: Any, *, policy: ValidationPolicy | None = None) -> TTSWorkflowSpec:
+    """Validate a TTSWorkflow ``spec`` (camelCase); raise ``INVALID_INPUT`` naming ``spec.<field>``."""
+    return _validate(TTSWorkflowSpec, spec, camel=True, root="spec", policy=policy)
