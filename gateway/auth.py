@@ -1,0 +1,33 @@
+"""The optional API key (the seed: 基于 API Key（可选）): which key a request presents, and whether it
+matches, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+API_KEY_HEADER = "x-api-key"
+BEARER_PREFIX = "bearer "
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key in ``X-API-Key``, else in ``Authorization: Bearer KEY``; None when neither is sent.
+
+    ``headers`` must be case-insensitive on names (Starlette's are).
+    """
+    key = headers.get(API_KEY_HEADER)
+    if key:
+        return key.strip()
+    authorization = headers.get("authorization", "")
+    if authorization.lower().startswith(BEARER_PREFIX):
+        return authorization[len(BEARER_PREFIX) :].strip() or None
+    return None
+
+
+def key_accepted(presented: str | None, configured: str | None) -> bool:
+    """True when no key is configured, or the presented one equals it (constant-time)."""
+    if not configured:
+        return True
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented.encode(), configured.encode())

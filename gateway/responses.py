@@ -1,0 +1,101 @@
+"""The gateway's response bodies, in the seed's shapes (snake_case, field for field).
+
+Fields beyond the seed's are additive only (``error_code``, ``warnings``, ``audio_url``): a client
+written against the seed reads every field it knows where it expects it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tts_api.errors import ErrorCode
+from tts_api.results import GpuReport, ModelInfo, SpeechParameters, VoicePreset
+
+
+class SeedResponse(BaseModel):
+    """Every answer to ``POST /v1/workflows`` names the workflow and the task that produced it."""
+
+    workflow_id: str
+    task_id: str | None = None
+
+
+class SpeechResponse(SeedResponse):
+    """``indextts.generate_speech`` succeeded (the seed's 响应示例)."""
+
+    status: Literal["success"] = "success"
+    output_path: str
+    duration: float
+    sample_rate: int
+    text_length: int
+    processing_time: float
+    model_info: ModelInfo
+    parameters: SpeechParameters
+    warnings: list[str] = Field(default_factory=list)
+    audio_url: str = Field(description="Where to download the WAV: GET this path on the gateway.")
+
+
+class HealthResponse(SeedResponse):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    service: str
+    gpu: GpuReport
+    model: str
+    gpu_lock: Literal["available", "busy"]
+
+
+class ModelInfoResponse(SeedResponse):
+    status: Literal["success"] = "success"
+    model_info: ModelInfo
+
+
+class VoicePresetsResponse(SeedResponse):
+    status: Literal["success"] = "success"
+    presets: dict[str, VoicePreset]
+    total_count: int
+
+
+class AcceptedResponse(SeedResponse):
+    """The answer to an asynchronous request: poll ``status_url``."""
+
+    status: Literal["accepted"] = "accepted"
+    status_url: str
+
+
+class ErrorResponse(BaseModel):
+    """The seed's 错误响应, plus ``error_code`` (one of the seed's codes) and the field at fault."""
+
+    status: Literal["error"] = "error"
+    error: str
+    error_code: ErrorCode
+    task_id: str | None = None
+    workflow_id: str | None = None
+    field: str | None = Field(default=None, description="The request field at fault, for INVALID_INPUT.")
+
+
+class StageView(BaseModel):
+    name: str
+    status: str
+    attempt: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class WorkflowStatusResponse(BaseModel):
+    """``GET /v1/workflows/status/{workflow_id}`` (the seed's 查询工作流状态)."""
+
+    workflow_id: str
+    status: str = Field(description="pending, queued, running, succeeded, failed or cancelled.")
+    current_stage: str | None
+    progress: int
+    stages: list[StageView]
+    created_at: datetime | None
+    updated_at: datetime | None
+    error: dict[str, Any] | None = None
+    error_code: ErrorCode | None = None
+
+
+WorkflowResult = SpeechResponse | HealthResponse | ModelInfoResponse | VoicePresetsResponse
