@@ -45,6 +45,11 @@ class ValidationPolicy(BaseSettings):
         le=TEXT_LENGTH_CEILING,
         description="Longest `text` accepted, in characters.",
     )
+    check_disk: bool = Field(
+        default=True,
+        description="Check paths on the shared volume (symbolic links, existence) where it is mounted; "
+        "off when re-reading records that were checked when they were accepted.",
+    )
     voice_presets: frozenset[str] | None = Field(
         default=None,
         description="Preset names `reference_audio` may use; None accepts any well-formed name "
@@ -59,6 +64,14 @@ class ValidationPolicy(BaseSettings):
     @property
     def shared_root(self) -> SharedRoot:
         return SharedRoot(self.shared_dir, self.shared_prefix)
+
+
+def stored_record_policy(policy: ValidationPolicy) -> ValidationPolicy:
+    """The policy for re-reading an accepted record: no disk checks, no limit tighter than the CRD's.
+
+    A record stays readable when its reference audio is deleted later, or a limit is lowered.
+    """
+    return policy.model_copy(update={"check_disk": False, "max_text_length": TEXT_LENGTH_CEILING})
 
 
 @lru_cache(maxsize=1)

@@ -202,10 +202,11 @@ def scaled_emotion_vector(vector: list[float] | None) -> list[float] | None:
 
 
 def _shared_path(value: str, info: ValidationInfo, *, must_exist: bool) -> str:
-    root = policy_from_context(info.context).shared_root
+    policy = policy_from_context(info.context)
+    root = policy.shared_root
     try:
         canonical = root.normalize(value)
-        if root.is_mounted():
+        if policy.check_disk and root.is_mounted():
             local = root.local_path(canonical)
             if must_exist and not local.is_file():
                 raise SharedPathError(f"{canonical} does not exist on the shared volume; upload it first")

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from tts_api.constants import API_GROUP_VERSION, KIND
 from tts_api.errors import ErrorCode, TTSError
-from tts_api.policy import ValidationPolicy
+from tts_api.policy import ValidationPolicy, policy_from_env, stored_record_policy
 from tts_api.request import WorkflowRequest
-from tts_api.resource import TTSWorkflowSpec
+from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -96,3 +97,19 @@ def parse_request(body: Any, *, policy: ValidationPolicy | None = None) -> Workf
 def parse_spec(spec: Any, *, policy: ValidationPolicy | None = None) -> TTSWorkflowSpec:
     """Validate a TTSWorkflow ``spec`` (camelCase); raise ``INVALID_INPUT`` naming ``spec.<field>``."""
     return _validate(TTSWorkflowSpec, spec, camel=True, root="spec", policy=policy)
+
+
+def read_workflow(body: dict[str, Any], *, policy: ValidationPolicy | None = None) -> TTSWorkflow:
+    """Read a stored TTSWorkflow (an API server's or local mode's record).
+
+    The spec was checked when it was accepted, so it is read without disk checks and against the
+    CRD's ceilings (:func:`~tts_api.policy.stored_record_policy`); status and metadata as written.
+    """
+    lenient = stored_record_policy(policy or policy_from_env())
+    return TTSWorkflow(
+        api_version=body.get("apiVersion", API_GROUP_VERSION),
+        kind=body.get("kind", KIND),
+        metadata=ObjectMeta.model_validate(body.get("metadata") or {}),
+        spec=parse_spec(body.get("spec"), policy=lenient),
+        status=TTSWorkflowStatus.from_k8s(body.get("status")),
+    )

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from tts_api.constants import ConditionStatus, ConditionType, Phase, StageState, TaskName
-from tts_api.errors import ErrorCode, ErrorInfo
+from tts_api.errors import ErrorCode, ErrorInfo, TTSError
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import (
     Condition,
     HeartbeatStatus,
+    ObjectMeta,
     StageStatus,
     TTSWorkflow,
     TTSWorkflowSpec,
     TTSWorkflowStatus,
 )
 from tts_api.results import ModelInfo, SpeechParameters, SpeechResult
-from tts_api.validation import parse_request, parse_spec
+from tts_api.validation import parse_request, parse_spec, read_workflow
 
 AT = datetime(2025, 10, 12, 10, 25, tzinfo=UTC)
 
@@ -132,3 +136,39 @@ def test_whole_object_is_what_kubectl_shows(unmounted_policy: ValidationPolicy) 
     assert "status" not in body
     body = TTSWorkflow(metadata={"name": "hc"}, spec=spec, status=speech_status()).to_k8s()
     assert body["status"]["phase"] == "Succeeded"
+
+
+def test_a_stored_record_stays_readable_when_its_reference_is_gone(
+    share: Path, policy: ValidationPolicy
+) -> None:
+    (share / "ref").mkdir()
+    reference = share / "ref" / "voice.wav"
+    reference.write_bytes(b"RIFF")
+    spec = {
+        "workflowConfig": {
+            "workflowChain": ["indextts.generate_speech"],
+            "indexttsConfig": {
+                "text": "hi",
+                "outputPath": "/share/a.wav",
+                "referenceAudio": "/share/ref/voice.wav",
+            },
+        }
+    }
+    body = TTSWorkflow(
+        metadata=ObjectMeta(name="w", uid="u"), spec=parse_spec(spec, policy=policy), status=speech_status()
+    ).to_k8s()
+    reference.unlink()
+    with pytest.raises(TTSError):
+        parse_spec(body["spec"], policy=policy)  # a new request is refused...
+    stored = read_workflow(body, policy=policy)  # ...but the accepted record still reads
+    assert stored.metadata.name == "w"
+    assert stored.status == speech_status()
+    assert stored.spec.workflow_config.indextts_config is not None
+    assert stored.spec.workflow_config.indextts_config.reference_audio == "/share/ref/voice.wav"
+
+
+def test_a_stored_record_with_a_broken_spec_is_reported_naming_the_field(policy: ValidationPolicy) -> None:
+    body = {"metadata": {"name": "w"}, "spec": {"workflowConfig": {"workflowChain": ["indextts.nope"]}}}
+    with pytest.raises(TTSError) as caught:
+        read_workflow(body, policy=policy)
+    assert caught.value.field == "spec.workflowConfig.workflowChain[0]"
