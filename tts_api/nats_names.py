@@ -23,6 +23,9 @@ CANCEL_SUBJECT = "tts.cancel"
 # Worker registry: one key per worker, expiring when the worker stops refreshing it.
 WORKERS_BUCKET = "tts_workers"
 
+# Local mode only: TTSWorkflow records (the API server's role), one key per workflow name.
+WORKFLOWS_BUCKET = "tts_workflows"
+
 
 def job_subject(task: TaskName) -> str:
     return f"{JOBS_SUBJECT_PREFIX}.{task.short}"

@@ -1,0 +1,133 @@
+"""Local mode's records in a real NATS KV bucket: created like the API server would, written with
+optimistic concurrency, and waited on without polling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from gateway.local_store import LOCAL_NAMESPACE, LocalWorkflowStore, RecordConflictError, RecordExistsError
+from tts_api.constants import Phase
+from tts_api.policy import ValidationPolicy
+from tts_api.resource import TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
+
+SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[Client]:
+    connection = await nats.connect(nats_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def store(client: Client, unmounted_policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
+    opened = await LocalWorkflowStore.open(client.jetstream(), unmounted_policy)
+    yield opened
+    await opened.close()
+
+
+def finished(workflow: TTSWorkflow) -> bool:
+    return workflow.status.phase.finished
+
+
+async def test_create_fills_in_what_an_api_server_would(store: LocalWorkflowStore) -> None:
+    created = await store.create("wf-1", SPEC)
+    assert created.metadata.namespace == LOCAL_NAMESPACE
+    assert created.metadata.uid
+    assert created.metadata.generation == 1
+    assert created.metadata.creationTimestamp is not None
+    assert await store.get("wf-1") == created
+    other = await store.create("wf-2", SPEC)
+    assert other.metadata.uid != created.metadata.uid
+    assert sorted(w.metadata.name for w in await store.list()) == ["wf-1", "wf-2"]
+
+
+async def test_a_name_is_taken_once(store: LocalWorkflowStore) -> None:
+    await store.create("wf-1", SPEC)
+    with pytest.raises(RecordExistsError, match="wf-1"):
+        await store.create("wf-1", SPEC)
+
+
+async def test_status_writes_need_the_current_revision(store: LocalWorkflowStore) -> None:
+    await store.create("wf-1", SPEC)
+    stored = await store.read("wf-1")
+    assert stored is not None
+    revision = await store.replace_status(
+        "wf-1", TTSWorkflowStatus(phase=Phase.QUEUED), revision=stored.revision
+    )
+    with pytest.raises(RecordConflictError):
+        await store.replace_status("wf-1", TTSWorkflowStatus(phase=Phase.FAILED), revision=stored.revision)
+    await store.replace_status("wf-1", TTSWorkflowStatus(phase=Phase.RUNNING), revision=revision)
+    current = await store.get("wf-1")
+    assert current is not None
+    assert current.status.phase is Phase.RUNNING
+    assert current.spec == SPEC
+
+
+async def test_missing_records(store: LocalWorkflowStore) -> None:
+    assert await store.get("nope") is None
+    assert await store.list() == []
+    assert not await store.delete("nope")
+    with pytest.raises(RecordConflictError, match="no longer exists"):
+        await store.replace_status("nope", TTSWorkflowStatus(), revision=1)
+
+
+async def test_delete(store: LocalWorkflowStore) -> None:
+    await store.create("wf-1", SPEC)
+    assert await store.delete("wf-1")
+    assert await store.get("wf-1") is None
+    await store.create("wf-1", SPEC)  # the name is free again
+
+
+async def test_wait_wakes_on_the_change_it_waits_for(store: LocalWorkflowStore) -> None:
+    await store.create("wf-1", SPEC)
+
+    async def progress() -> None:
+        for phase in (Phase.QUEUED, Phase.RUNNING, Phase.SUCCEEDED):
+            await asyncio.sleep(0.05)
+            stored = await store.read("wf-1")
+            assert stored is not None
+            await store.replace_status("wf-1", TTSWorkflowStatus(phase=phase), revision=stored.revision)
+
+    writer = asyncio.create_task(progress())
+    done = await store.wait("wf-1", finished, wait_seconds=5)
+    await writer
+    assert done is not None
+    assert done.status.phase is Phase.SUCCEEDED
+
+
+async def test_wait_returns_at_once_when_already_true_and_the_latest_after_a_timeout(
+    store: LocalWorkflowStore,
+) -> None:
+    await store.create("wf-1", SPEC)
+    stored = await store.read("wf-1")
+    assert stored is not None
+    await store.replace_status("wf-1", TTSWorkflowStatus(phase=Phase.RUNNING), revision=stored.revision)
+    running = await store.wait("wf-1", lambda w: w.status.phase is Phase.RUNNING, wait_seconds=5)
+    assert running is not None
+    assert running.status.phase is Phase.RUNNING
+    latest = await store.wait("wf-1", finished, wait_seconds=0.2)
+    assert latest is not None
+    assert latest.status.phase is Phase.RUNNING
+    assert await store.wait("absent", finished, wait_seconds=0.1) is None
+
+
+async def test_many_waiters_share_one_watch(store: LocalWorkflowStore) -> None:
+    names = [f"wf-{i}" for i in range(50)]
+    for name in names:
+        await store.create(name, SPEC)
+    waits = [asyncio.create_task(store.wait(name, finished, wait_seconds=10)) for name in names]
+    await asyncio.sleep(0.1)
+    for name in names:
+        stored = await store.read(name)
+        assert stored is not None
+        await store.replace_status(name, TTSWorkflowStatus(phase=Phase.SUCCEEDED), revision=stored.revision)
+    results = await asyncio.gather(*waits)
+    assert all(r is not None and r.status.phase is Phase.SUCCEEDED for r in results)
+    assert store._waiters == {}
