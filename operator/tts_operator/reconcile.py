@@ -1,0 +1,643 @@
+"""The reconcile core: plain functions from (workflow, input, now) to a decision.
+
+A :class:`Decision` is the new status (or ``None`` when nothing changes) and the actions to take:
+publish a job, publish a cancel, post a Kubernetes Event, delete the workflow. The adapters
+(:mod:`tts_operator.runner`, the kopf handlers, the events consumer) perform them; nothing here does
+I/O or reads the clock.
+
+Idempotence rests on one rule: an attempt number only ever comes from the recorded status. The
+first dispatch of a stage is attempt 1, a retry is the recorded attempt + 1, and the job's
+``Nats-Msg-Id`` is ``uid/stage/attempt``. So the same status always yields the same job id, and a
+replay (a restart, a re-run kopf handler, a replayed event) publishes a message that JetStream drops
+as a duplicate. See docs/operator.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from tts_api.constants import ConditionStatus, ConditionType, Phase, StageState, TaskName
+from tts_api.errors import ErrorCode, ErrorInfo, TTSError
+from tts_api.messages import (
+    CancelMessage,
+    CompletedEvent,
+    FailedEvent,
+    HeartbeatEvent,
+    JobMessage,
+    ProgressEvent,
+    StartedEvent,
+    WorkerEvent,
+    WorkflowRef,
+    make_job_id,
+)
+from tts_api.policy import ValidationPolicy, policy_from_env, stored_record_policy
+from tts_api.resource import HeartbeatStatus, StageStatus, TTSWorkflowSpec, TTSWorkflowStatus
+from tts_api.results import OUTPUT_MODELS, SpeechResult
+from tts_api.validation import parse_spec
+from tts_operator.conditions import set_condition
+
+# --- what the core needs to know -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The operator's settings that decisions depend on (see :class:`tts_operator.settings.Settings`)."""
+
+    default_timeout_seconds: int = 600
+    default_ttl_seconds: int = 3600
+    heartbeat_stale_seconds: float = 30.0
+    max_attempts: int = 3
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 60.0
+
+    def backoff(self, failed_attempt: int) -> float:
+        """Seconds to wait before the attempt after ``failed_attempt`` (1-based): doubling, capped."""
+        return float(min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (failed_attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One TTSWorkflow as the core sees it: identity, the spec as stored, the status."""
+
+    ref: WorkflowRef
+    spec: Mapping[str, Any]
+    status: TTSWorkflowStatus
+    generation: int | None = None
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Created:
+    """The workflow was seen for the first time."""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The operator (re)started and found the workflow."""
+
+
+@dataclass(frozen=True)
+class WorkerEventInput:
+    """An event from an inference pod."""
+
+    event: WorkerEvent
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The periodic check: overall timeout, stale heartbeats, time to live."""
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """The workflow is being deleted."""
+
+
+Input = Created | Resumed | WorkerEventInput | Tick | Deleted
+
+# --- actions ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishJob:
+    """Publish ``job`` on the jobs stream with ``Nats-Msg-Id`` = ``job.job_id``, after ``delay_seconds``."""
+
+    job: JobMessage
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PublishCancel:
+    cancel: CancelMessage
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """A Kubernetes Event on the workflow; ``reason`` is CamelCase."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DeleteWorkflow:
+    reason: str
+
+
+Action = PublishJob | PublishCancel | PostEvent | DeleteWorkflow
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The new status (``None``: unchanged) and the actions, performed after the status is written.
+
+    ``batchable`` marks a change that only refreshes the heartbeat or progress: the runner may hold
+    it for a moment and write several at once. ``ignored`` says why an input changed nothing.
+    """
+
+    status: TTSWorkflowStatus | None = None
+    actions: tuple[Action, ...] = ()
+    batchable: bool = False
+    ignored: str | None = None
+
+    def events(self) -> list[PostEvent]:
+        return [a for a in self.actions if isinstance(a, PostEvent)]
+
+
+NOTHING = Decision()
+
+
+def ignore(why: str) -> Decision:
+    return Decision(ignored=why)
+
+
+# --- the entry point -------------------------------------------------------------------------------
+
+
+def reconcile(
+    workflow: Workflow,
+    given: Input,
+    *,
+    now: datetime,
+    limits: Limits,
+    policy: ValidationPolicy | None = None,
+) -> Decision:
+    """What ``given`` does to ``workflow`` at ``now``."""
+    status = workflow.status
+    if isinstance(given, Deleted):
+        return _on_delete(workflow, now=now)
+    if status.accepted_at is None and not status.phase.finished:
+        if isinstance(given, Created | Resumed):
+            return _accept(workflow, now=now, limits=limits, policy=policy)
+        return ignore("the workflow has not been accepted yet")
+    if status.phase.finished:
+        if isinstance(given, Tick):
+            return _on_tick_finished(workflow, now=now, limits=limits)
+        return ignore(f"the workflow has finished ({status.phase.value})")
+    try:
+        # Re-read as an accepted record: no disk checks, so a reference deleted since is no error.
+        spec = parse_spec(dict(workflow.spec), policy=stored_record_policy(policy or policy_from_env()))
+    except TTSError as exc:
+        # Only a spec edited after acceptance can get here (kubectl edit): fail, naming the field.
+        return _fail(workflow, exc.info(), now=now, cancel=True)
+    match given:
+        case Created() | Resumed():
+            return _resume(workflow, spec, limits=limits)
+        case WorkerEventInput(event=event):
+            return _on_event(workflow, spec, event, now=now, limits=limits)
+        case Tick():
+            return _on_tick(workflow, spec, now=now, limits=limits)
+    raise TypeError(f"unknown input {given!r}")  # pragma: no cover
+
+
+# --- creation and resumption -----------------------------------------------------------------------
+
+
+def _accept(
+    workflow: Workflow, *, now: datetime, limits: Limits, policy: ValidationPolicy | None
+) -> Decision:
+    try:
+        spec = parse_spec(dict(workflow.spec), policy=policy)
+    except TTSError as exc:
+        return _reject(workflow, exc, now=now)
+    chain = spec.workflow_config.workflow_chain
+    status = workflow.status.model_copy(deep=True)
+    status.stages = [StageStatus(name=task) for task in chain]
+    status.accepted_at = now
+    status.observed_generation = workflow.generation
+    status.error = None
+    for kind, value, reason, message in (
+        (ConditionType.ACCEPTED, ConditionStatus.TRUE, "Accepted", "the spec is valid"),
+        (ConditionType.SUCCEEDED, ConditionStatus.FALSE, "InProgress", "the workflow has not finished"),
+        (ConditionType.FAILED, ConditionStatus.FALSE, "InProgress", "the workflow has not finished"),
+    ):
+        status.conditions = set_condition(
+            status.conditions, kind, value, reason, message, now, workflow.generation
+        )
+    chain_text = " → ".join(task.value for task in chain)
+    accepted = PostEvent("Normal", "Accepted", f"accepted: {chain_text}")
+    return _dispatch(workflow, spec, status, 0, 1, now=now, limits=limits, first=(accepted,))
+
+
+def _reject(workflow: Workflow, exc: TTSError, *, now: datetime) -> Decision:
+    status = workflow.status.model_copy(deep=True)
+    status.accepted_at = now
+    status.observed_generation = workflow.generation
+    status.conditions = set_condition(
+        status.conditions,
+        ConditionType.ACCEPTED,
+        ConditionStatus.FALSE,
+        "InvalidInput",
+        exc.message,
+        now,
+        workflow.generation,
+    )
+    status = _finish(status, Phase.FAILED, exc.info(), now=now, generation=workflow.generation)
+    return Decision(status, (PostEvent("Warning", "Failed", f"{exc.code.value}: {exc.message}"),))
+
+
+def _resume(workflow: Workflow, spec: TTSWorkflowSpec, *, limits: Limits) -> Decision:
+    """After a restart: re-publish a dispatch that may not have reached JetStream.
+
+    Only a stage still ``Queued`` is re-published, with its recorded attempt, hence the same
+    ``Nats-Msg-Id``: if the first publish landed, JetStream drops this one. A ``Running`` stage
+    is with a worker; the heartbeat timer watches it.
+    """
+    stage = _current(workflow.status)
+    if stage is None or stage.state != StageState.QUEUED:
+        return ignore("the current stage is with a worker")
+    return Decision(None, (PublishJob(_job(workflow, spec, stage.name, stage.attempt, limits=limits)),))
+
+
+# --- worker events -------------------------------------------------------------------------------
+
+
+def _on_event(
+    workflow: Workflow, spec: TTSWorkflowSpec, event: WorkerEvent, *, now: datetime, limits: Limits
+) -> Decision:
+    status = workflow.status
+    if event.workflow.uid != workflow.ref.uid:
+        return ignore("the event belongs to another workflow of the same name (deleted and re-created)")
+    if event.task != status.current_stage:
+        return ignore(f"{event.task.value} is not the current stage")
+    stage = _in_hand(status)
+    if event.attempt != stage.attempt:
+        return ignore(f"attempt {event.attempt} is not the current attempt {stage.attempt} (superseded)")
+    match event:
+        case StartedEvent() | HeartbeatEvent() | ProgressEvent():
+            return _on_sign_of_life(workflow, event, now=now)
+        case CompletedEvent():
+            return _on_completed(workflow, spec, event, now=now, limits=limits)
+        case FailedEvent():
+            if event.retryable:
+                return _retry_or_fail(workflow, spec, event.error, now=now, limits=limits, cancel=False)
+            return _fail(workflow, event.error, now=now)
+    raise TypeError(f"unknown event {event!r}")  # pragma: no cover
+
+
+def _on_sign_of_life(
+    workflow: Workflow, event: StartedEvent | HeartbeatEvent | ProgressEvent, *, now: datetime
+) -> Decision:
+    status = workflow.status.model_copy(deep=True)
+    stage = _in_hand(status)
+    # The operator's own clock marks the heartbeat, so a worker's clock skew cannot fake staleness.
+    heartbeat = status.heartbeat or HeartbeatStatus()
+    heartbeat.pod = event.pod
+    heartbeat.worker = event.worker_id
+    if isinstance(event, StartedEvent):
+        heartbeat.gpu = event.gpu
+    heartbeat.last_heartbeat = now
+    status.heartbeat = heartbeat
+    progress = event.progress if isinstance(event, HeartbeatEvent | ProgressEvent) else None
+    if progress is not None:
+        index = _index(status, stage.name)
+        status.progress = max(status.progress, _progress(index, len(status.stages), progress.percent))
+    status.updated_at = now
+    if stage.state == StageState.RUNNING:
+        return Decision(status, batchable=True)
+    # The first sign of life of this attempt (a heartbeat may overtake a lost "started").
+    stage.state = StageState.RUNNING
+    stage.started_at = event.at
+    status.phase = Phase.RUNNING
+    status.started_at = status.started_at or now
+    message = f"{stage.name.value} attempt {stage.attempt} running on pod {event.pod}"
+    if heartbeat.gpu:
+        message += f" ({heartbeat.gpu})"
+    status.conditions = set_condition(
+        status.conditions,
+        ConditionType.RUNNING,
+        ConditionStatus.TRUE,
+        "StageRunning",
+        message,
+        now,
+        workflow.generation,
+    )
+    return Decision(status, (PostEvent("Normal", "Started", message),))
+
+
+def _on_completed(
+    workflow: Workflow, spec: TTSWorkflowSpec, event: CompletedEvent, *, now: datetime, limits: Limits
+) -> Decision:
+    try:
+        output = OUTPUT_MODELS[event.task].model_validate(event.output)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "output"
+        error = ErrorInfo(
+            code=ErrorCode.PROCESSING_ERROR,
+            message=f"{event.task.value} returned a result this operator cannot read ({where}: "
+            f"{first['msg']}); run the same release of the operator and the inference pods",
+        )
+        return _fail(workflow, error, now=now)
+    status = workflow.status.model_copy(deep=True)
+    stage = _in_hand(status)
+    stage.state = StageState.SUCCEEDED
+    stage.finished_at = event.at
+    stage.error = None
+    stage.output = output.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(output, SpeechResult):
+        status.result = output
+    index = _index(status, stage.name)
+    done = PostEvent("Normal", "StageSucceeded", f"{stage.name.value} succeeded on pod {event.pod}")
+    if index + 1 < len(status.stages):
+        return _dispatch(workflow, spec, status, index + 1, 1, now=now, limits=limits, first=(done,))
+    status.current_stage = None
+    status.progress = 100
+    status = _finish(status, Phase.SUCCEEDED, None, now=now, generation=workflow.generation)
+    took = (now - status.accepted_at).total_seconds() if status.accepted_at else 0.0
+    message = f"all {len(status.stages)} stage(s) succeeded in {took:.1f} s"
+    if isinstance(status.result, SpeechResult):
+        message += f"; audio at {status.result.output_path}"
+    return Decision(status, (PostEvent("Normal", "Succeeded", message),))
+
+
+# --- the timer -------------------------------------------------------------------------------------
+
+
+def _on_tick_finished(workflow: Workflow, *, now: datetime, limits: Limits) -> Decision:
+    """A finished workflow is deleted ``ttlSecondsAfterFinished`` after it finished."""
+    status = workflow.status
+    ttl = _raw_int(workflow.spec, "ttlSecondsAfterFinished", limits.default_ttl_seconds)
+    finished = status.finished_at or status.updated_at or now
+    if now >= finished + timedelta(seconds=ttl):
+        return Decision(None, (DeleteWorkflow(f"finished {ttl} s ago (ttlSecondsAfterFinished)"),))
+    return ignore("finished; its time to live has not run out")
+
+
+def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits) -> Decision:
+    """The overall timeout first, then a running stage's heartbeat."""
+    status = workflow.status
+    timeout = spec.timeout_seconds or limits.default_timeout_seconds
+    if status.accepted_at is not None and now >= status.accepted_at + timedelta(seconds=timeout):
+        error = ErrorInfo(
+            code=ErrorCode.TASK_TIMEOUT,
+            message=f"the workflow did not finish within {timeout} s of being accepted "
+            f"(stage {status.current_stage}); raise spec.timeoutSeconds, or add inference pods "
+            "if jobs wait for a free GPU",
+        )
+        return _fail(workflow, error, now=now, cancel=True)
+    stage = _current(status)
+    if stage is None or stage.state != StageState.RUNNING:
+        # A queued job may wait for a free GPU as long as the workflow's timeout allows.
+        return ignore("no stage is running")
+    last = (status.heartbeat.last_heartbeat if status.heartbeat else None) or stage.started_at
+    if last is None or now - last <= timedelta(seconds=limits.heartbeat_stale_seconds):
+        return ignore("the heartbeat is fresh")
+    pod = status.heartbeat.pod if status.heartbeat and status.heartbeat.pod else "unknown"
+    error = ErrorInfo(
+        code=ErrorCode.TASK_TIMEOUT,
+        message=f"{stage.name.value} attempt {stage.attempt}: no heartbeat from pod {pod} for "
+        f"{(now - last).total_seconds():.0f} s (limit {limits.heartbeat_stale_seconds:g} s); "
+        "check the inference pods' logs and GPU health",
+    )
+    return _retry_or_fail(workflow, spec, error, now=now, limits=limits, cancel=True)
+
+
+# --- deletion --------------------------------------------------------------------------------------
+
+
+def _on_delete(workflow: Workflow, *, now: datetime) -> Decision:
+    status = workflow.status
+    if status.accepted_at is None or status.phase.finished:
+        return ignore("no job in flight")
+    stage = _current(status)
+    status = status.model_copy(deep=True)
+    cancel: list[Action] = []
+    if stage is not None:
+        cancel.append(PublishCancel(_cancel(workflow, stage, "the workflow was deleted")))
+    status = _finish(status, Phase.CANCELLED, None, now=now, generation=workflow.generation)
+    message = "deleted while in flight"
+    if stage is not None:
+        message += f"; cancelled {stage.name.value} attempt {stage.attempt}"
+    return Decision(status, (*cancel, PostEvent("Normal", "Cancelled", message)))
+
+
+# --- transitions shared by the above ---------------------------------------------------------------
+
+
+def _dispatch(
+    workflow: Workflow,
+    spec: TTSWorkflowSpec,
+    status: TTSWorkflowStatus,
+    index: int,
+    attempt: int,
+    *,
+    now: datetime,
+    limits: Limits,
+    delay: float = 0.0,
+    first: tuple[Action, ...] = (),
+) -> Decision:
+    """Queue attempt ``attempt`` of stage ``index``: record it in ``status`` and publish its job."""
+    stage = status.stages[index]
+    stage.state = StageState.QUEUED
+    stage.attempt = attempt
+    stage.started_at = None
+    stage.finished_at = None
+    status.current_stage = stage.name
+    status.phase = Phase.QUEUED
+    status.heartbeat = None
+    status.progress = _progress(index, len(status.stages), 0)
+    status.updated_at = now
+    waiting = f"{stage.name.value} attempt {attempt} is waiting for an inference pod"
+    status.conditions = set_condition(
+        status.conditions,
+        ConditionType.RUNNING,
+        ConditionStatus.FALSE,
+        "Queued",
+        waiting,
+        now,
+        workflow.generation,
+    )
+    job = _job(workflow, spec, stage.name, attempt, limits=limits, status=status)
+    dispatched = PostEvent("Normal", "Dispatched", f"dispatched {job.job_id}")
+    return Decision(status, (*first, PublishJob(job, delay_seconds=delay), dispatched))
+
+
+def _retry_or_fail(
+    workflow: Workflow,
+    spec: TTSWorkflowSpec,
+    error: ErrorInfo,
+    *,
+    now: datetime,
+    limits: Limits,
+    cancel: bool,
+) -> Decision:
+    """Another attempt at the current stage after a backoff, or the workflow fails when none is left."""
+    stage = _in_hand(workflow.status)
+    if stage.attempt >= limits.max_attempts:
+        exhausted = ErrorInfo(
+            code=error.code,
+            message=f"{error.message} (gave up after {stage.attempt} attempt(s))",
+        )
+        return _fail(workflow, exhausted, now=now, cancel=cancel)
+    status = workflow.status.model_copy(deep=True)
+    current = _in_hand(status)
+    current.error = error
+    actions: list[Action] = []
+    if cancel:
+        actions.append(PublishCancel(_cancel(workflow, stage, error.message)))
+    delay = limits.backoff(stage.attempt)
+    actions.append(
+        PostEvent(
+            "Warning",
+            "Retrying",
+            f"{stage.name.value} attempt {stage.attempt} failed ({error.code.value}: {error.message}); "
+            f"attempt {stage.attempt + 1} of {limits.max_attempts} in {delay:g} s",
+        )
+    )
+    index = _index(status, stage.name)
+    return _dispatch(
+        workflow,
+        spec,
+        status,
+        index,
+        stage.attempt + 1,
+        now=now,
+        limits=limits,
+        delay=delay,
+        first=tuple(actions),
+    )
+
+
+def _fail(workflow: Workflow, error: ErrorInfo, *, now: datetime, cancel: bool = False) -> Decision:
+    """The current stage and the workflow fail with ``error``; later stages will not run."""
+    status = workflow.status.model_copy(deep=True)
+    stage = _current(status)
+    actions: list[Action] = []
+    if stage is not None:
+        if cancel:
+            actions.append(PublishCancel(_cancel(workflow, stage, error.message)))
+        stage.state = StageState.FAILED
+        stage.finished_at = now
+        stage.error = error
+    status = _finish(status, Phase.FAILED, error, now=now, generation=workflow.generation)
+    reason = "TimedOut" if error.code == ErrorCode.TASK_TIMEOUT else "Failed"
+    actions.append(PostEvent("Warning", reason, f"{error.code.value}: {error.message}"))
+    return Decision(status, tuple(actions))
+
+
+def _finish(
+    status: TTSWorkflowStatus,
+    phase: Phase,
+    error: ErrorInfo | None,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> TTSWorkflowStatus:
+    status.phase = phase
+    status.error = error
+    status.finished_at = now
+    status.updated_at = now
+    for stage in status.stages:
+        if stage.state in (StageState.PENDING, StageState.QUEUED, StageState.RUNNING):
+            stage.state = StageState.CANCELLED
+    reason = {
+        Phase.SUCCEEDED: "Succeeded",
+        Phase.FAILED: _camel(error.code) if error else "Failed",
+        Phase.CANCELLED: "Cancelled",
+    }[phase]
+    message = error.message if error else f"the workflow {phase.value.lower()}"
+    values = {
+        ConditionType.RUNNING: ConditionStatus.FALSE,
+        ConditionType.SUCCEEDED: ConditionStatus.TRUE if phase == Phase.SUCCEEDED else ConditionStatus.FALSE,
+        ConditionType.FAILED: ConditionStatus.TRUE if phase == Phase.FAILED else ConditionStatus.FALSE,
+    }
+    for kind, value in values.items():
+        status.conditions = set_condition(status.conditions, kind, value, reason, message, now, generation)
+    return status
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+def _current(status: TTSWorkflowStatus) -> StageStatus | None:
+    return status.stage(status.current_stage) if status.current_stage is not None else None
+
+
+def _in_hand(status: TTSWorkflowStatus) -> StageStatus:
+    """The current stage of an accepted, unfinished workflow (which always has one)."""
+    stage = _current(status)
+    if stage is None:
+        raise RuntimeError(f"status names no current stage in {status.stages!r}")
+    return stage
+
+
+def _index(status: TTSWorkflowStatus, name: TaskName) -> int:
+    return next(i for i, stage in enumerate(status.stages) if stage.name == name)
+
+
+def _progress(index: int, total: int, stage_percent: int) -> int:
+    """Percent of the whole chain: ``index`` stages done of ``total``, plus the current one's part."""
+    return min(100, (index * 100 + stage_percent) // max(total, 1))
+
+
+def _raw_int(spec: Mapping[str, Any], key: str, default: int) -> int:
+    value = spec.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
+def _camel(code: ErrorCode) -> str:
+    return "".join(word.capitalize() for word in code.value.split("_"))
+
+
+def _deadline(spec: TTSWorkflowSpec, status: TTSWorkflowStatus, limits: Limits) -> datetime | None:
+    if status.accepted_at is None:
+        return None
+    return status.accepted_at + timedelta(seconds=spec.timeout_seconds or limits.default_timeout_seconds)
+
+
+def _job(
+    workflow: Workflow,
+    spec: TTSWorkflowSpec,
+    task: TaskName,
+    attempt: int,
+    *,
+    limits: Limits,
+    status: TTSWorkflowStatus | None = None,
+) -> JobMessage:
+    status = status or workflow.status
+    return JobMessage(
+        job_id=make_job_id(workflow.ref.uid, task, attempt),
+        workflow=workflow.ref,
+        task=task,
+        attempt=attempt,
+        config=spec.workflow_config.indextts_config,
+        deadline=_deadline(spec, status, limits),
+        # Fixed by the status, not the clock, so that a re-published job is byte-for-byte the same.
+        dispatched_at=status.accepted_at or status.updated_at,
+    )
+
+
+def _cancel(workflow: Workflow, stage: StageStatus, reason: str) -> CancelMessage:
+    return CancelMessage(
+        job_id=make_job_id(workflow.ref.uid, stage.name, stage.attempt),
+        workflow=workflow.ref,
+        reason=reason,
+    )
+
+
+__all__ = [
+    "Action",
+    "Created",
+    "Decision",
+    "DeleteWorkflow",
+    "Deleted",
+    "Input",
+    "Limits",
+    "PostEvent",
+    "PublishCancel",
+    "PublishJob",
+    "Resumed",
+    "Tick",
+    "WorkerEventInput",
+    "Workflow",
+    "reconcile",
+]

@@ -1,0 +1,527 @@
+"""The reconcile core, as tables of stories: each step is an input at a time, and what must follow.
+
+A story runs its steps through :func:`reconcile` the way the runner does (the decided status becomes
+the next step's status), and checks after each step the phase, the actions, and the error code.
+Actions are written short: ``job speech/2 +4s`` (publish attempt 2 of generate_speech after 4 s),
+``cancel speech/1``, ``event Retrying``, ``delete``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.operator.builders import (
+    HEALTH,
+    INFO,
+    PRESETS,
+    REF,
+    SPEECH,
+    at,
+    completed,
+    failed,
+    heartbeat,
+    progressed,
+    spec,
+    started,
+)
+from tts_api.constants import ConditionStatus, ConditionType, Phase, StageState
+from tts_api.errors import ErrorCode
+from tts_api.messages import WorkflowRef, decode_command, encode
+from tts_api.resource import TTSWorkflowStatus
+from tts_operator.reconcile import (
+    Action,
+    Created,
+    Decision,
+    Deleted,
+    DeleteWorkflow,
+    Input,
+    Limits,
+    PostEvent,
+    PublishCancel,
+    PublishJob,
+    Resumed,
+    Tick,
+    WorkerEventInput,
+    Workflow,
+    reconcile,
+)
+
+LIMITS = Limits(
+    default_timeout_seconds=600,
+    default_ttl_seconds=3600,
+    heartbeat_stale_seconds=30,
+    max_attempts=3,
+    backoff_base_seconds=2,
+    backoff_max_seconds=5,
+)
+ACCEPT = ["event Accepted", "job speech/1", "event Dispatched"]
+
+
+def short(action: Action) -> str:
+    match action:
+        case PublishJob(job=job, delay_seconds=delay):
+            text = f"job {job.task.short.split('_')[-1]}/{job.attempt}"
+            return text + (f" +{delay:g}s" if delay else "")
+        case PublishCancel(cancel=cancel):
+            _, task, attempt = cancel.job_id.split("/")
+            return f"cancel {task.split('_')[-1]}/{attempt}"
+        case PostEvent(reason=reason):
+            return f"event {reason}"
+        case DeleteWorkflow():
+            return "delete"
+    raise AssertionError(action)
+
+
+def ev(event: Any) -> WorkerEventInput:
+    return WorkerEventInput(event)
+
+
+@dataclass(frozen=True)
+class Step:
+    given: Input
+    when: float  # seconds after T0
+    phase: Phase
+    actions: list[str] = field(default_factory=list)
+    error: ErrorCode | None = None
+    ignored: bool = False
+
+
+@dataclass(frozen=True)
+class Story:
+    name: str
+    steps: list[Step]
+    spec: dict[str, Any] = field(default_factory=spec)
+    limits: Limits = LIMITS
+
+
+def run_story(story: Story) -> tuple[TTSWorkflowStatus, list[Decision]]:
+    status = TTSWorkflowStatus()
+    decisions = []
+    for number, step in enumerate(story.steps, 1):
+        workflow = Workflow(ref=REF, spec=story.spec, status=status, generation=1)
+        decision = reconcile(workflow, step.given, now=at(step.when), limits=story.limits)
+        decisions.append(decision)
+        where = f"{story.name}, step {number} ({step.given!r:.80})"
+        status = decision.status or status
+        # Statuses round-trip through the resource's camelCase, as they do through the API server.
+        status = TTSWorkflowStatus.from_k8s(status.to_k8s())
+        assert [short(a) for a in decision.actions] == step.actions, where
+        assert status.phase == step.phase, where
+        assert (status.error.code if status.error else None) == step.error, where
+        assert (decision.ignored is not None) == step.ignored, f"{where}: {decision.ignored}"
+        if step.ignored:
+            assert decision.status is None, where
+    return status, decisions
+
+
+STORIES = [
+    Story(
+        "one stage succeeds",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 5, Phase.RUNNING, ["event Started"]),
+            Step(ev(heartbeat(done=2)), 10, Phase.RUNNING),
+            Step(Tick(), 30, Phase.RUNNING, ignored=True),
+            Step(ev(completed()), 40, Phase.SUCCEEDED, ["event Succeeded"]),
+        ],
+    ),
+    Story(
+        "duplicate and late events after completion are ignored",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(ev(started()), 2, Phase.RUNNING),  # a redelivered "started": heartbeat only
+            Step(ev(completed()), 3, Phase.SUCCEEDED, ["event Succeeded"]),
+            Step(ev(heartbeat()), 4, Phase.SUCCEEDED, ignored=True),
+            Step(ev(completed()), 5, Phase.SUCCEEDED, ignored=True),
+            Step(ev(failed()), 6, Phase.SUCCEEDED, ignored=True),
+        ],
+    ),
+    Story(
+        "a heartbeat that overtakes a lost 'started' starts the stage",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(heartbeat(done=1)), 3, Phase.RUNNING, ["event Started"]),
+            Step(ev(started()), 4, Phase.RUNNING),
+        ],
+    ),
+    Story(
+        "a stale heartbeat redispatches; the superseded attempt's result is ignored",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(Tick(), 31, Phase.RUNNING, ignored=True),  # 30 s since the last sign of life: not yet
+            Step(
+                Tick(),
+                32,
+                Phase.QUEUED,
+                ["cancel speech/1", "event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+            Step(ev(completed(attempt=1)), 33, Phase.QUEUED, ignored=True),
+            Step(ev(started(attempt=2)), 35, Phase.RUNNING, ["event Started"]),
+            Step(ev(heartbeat(attempt=1)), 36, Phase.RUNNING, ignored=True),
+            Step(ev(completed(attempt=2)), 40, Phase.SUCCEEDED, ["event Succeeded"]),
+        ],
+    ),
+    Story(
+        "a silent worker: redispatch with doubling backoff, then TASK_TIMEOUT when attempts run out",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(
+                Tick(),
+                40,
+                Phase.QUEUED,
+                ["cancel speech/1", "event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+            Step(ev(started(attempt=2)), 45, Phase.RUNNING, ["event Started"]),
+            Step(
+                Tick(),
+                80,
+                Phase.QUEUED,
+                ["cancel speech/2", "event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+            Step(ev(heartbeat(attempt=3)), 85, Phase.RUNNING, ["event Started"]),
+            Step(Tick(), 120, Phase.FAILED, ["cancel speech/3", "event TimedOut"], ErrorCode.TASK_TIMEOUT),
+            Step(Tick(), 130, Phase.FAILED, error=ErrorCode.TASK_TIMEOUT, ignored=True),
+        ],
+    ),
+    Story(
+        "a queued job waits for a GPU past the heartbeat limit, bounded by timeoutSeconds only",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(Tick(), 100, Phase.QUEUED, ignored=True),
+            Step(Tick(), 119, Phase.QUEUED, ignored=True),
+            Step(Tick(), 120, Phase.FAILED, ["cancel speech/1", "event TimedOut"], ErrorCode.TASK_TIMEOUT),
+            Step(ev(started()), 121, Phase.FAILED, error=ErrorCode.TASK_TIMEOUT, ignored=True),
+        ],
+        spec=spec(timeoutSeconds=120),
+    ),
+    Story(
+        "the overall timeout fails a running workflow and cancels its job",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(ev(heartbeat()), 599, Phase.RUNNING),
+            Step(Tick(), 600, Phase.FAILED, ["cancel speech/1", "event TimedOut"], ErrorCode.TASK_TIMEOUT),
+        ],
+    ),
+    Story(
+        "a retryable failure retries; the last attempt's failure fails with its own code",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(
+                ev(failed(code=ErrorCode.INSUFFICIENT_MEMORY, retryable=True)),
+                2,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+            Step(
+                ev(failed(attempt=2, code=ErrorCode.INSUFFICIENT_MEMORY, retryable=True)),
+                5,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+            Step(
+                ev(failed(attempt=3, code=ErrorCode.INSUFFICIENT_MEMORY, retryable=True)),
+                9,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.INSUFFICIENT_MEMORY,
+            ),
+        ],
+    ),
+    Story(
+        "a failure that is not retryable fails at once",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(
+                ev(failed(code=ErrorCode.MODEL_NOT_READY)),
+                2,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.MODEL_NOT_READY,
+            ),
+        ],
+    ),
+    Story(
+        "a chain runs its stages in order",
+        [
+            Step(Created(), 0, Phase.QUEUED, ["event Accepted", "job check/1", "event Dispatched"]),
+            Step(ev(started(HEALTH)), 1, Phase.RUNNING, ["event Started"]),
+            Step(ev(started(INFO)), 1, Phase.RUNNING, ignored=True),  # not the current stage
+            Step(
+                ev(completed(HEALTH)),
+                2,
+                Phase.QUEUED,
+                ["event StageSucceeded", "job info/1", "event Dispatched"],
+            ),
+            Step(
+                ev(completed(HEALTH)), 3, Phase.QUEUED, ignored=True
+            ),  # a duplicate of the last stage's result
+            Step(ev(started(INFO)), 3, Phase.RUNNING, ["event Started"]),
+            Step(
+                ev(completed(INFO)),
+                4,
+                Phase.QUEUED,
+                ["event StageSucceeded", "job presets/1", "event Dispatched"],
+            ),
+            Step(ev(completed(PRESETS)), 5, Phase.SUCCEEDED, ["event Succeeded"]),
+        ],
+        spec=spec(HEALTH, INFO, PRESETS),
+    ),
+    Story(
+        "the first failure in a chain fails the workflow; later stages never run",
+        [
+            Step(Created(), 0, Phase.QUEUED, ["event Accepted", "job check/1", "event Dispatched"]),
+            Step(
+                ev(failed(HEALTH, code=ErrorCode.GPU_UNAVAILABLE)),
+                1,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.GPU_UNAVAILABLE,
+            ),
+            Step(ev(started(SPEECH)), 2, Phase.FAILED, error=ErrorCode.GPU_UNAVAILABLE, ignored=True),
+        ],
+        spec=spec(HEALTH, SPEECH),
+    ),
+    Story(
+        "an invalid spec (kubectl apply skips the gateway) fails at once with INVALID_INPUT",
+        [
+            Step(Created(), 0, Phase.FAILED, ["event Failed"], ErrorCode.INVALID_INPUT),
+            Step(Resumed(), 1, Phase.FAILED, error=ErrorCode.INVALID_INPUT, ignored=True),
+            Step(Tick(), 2, Phase.FAILED, error=ErrorCode.INVALID_INPUT, ignored=True),
+        ],
+        spec={
+            "workflowConfig": {"workflowChain": ["indextts.generate_speech"], "indexttsConfig": {"text": "x"}}
+        },
+    ),
+    Story(
+        "deleting a running workflow cancels its job",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(Deleted(), 2, Phase.CANCELLED, ["cancel speech/1", "event Cancelled"]),
+            Step(Deleted(), 3, Phase.CANCELLED, ignored=True),
+            Step(ev(completed()), 4, Phase.CANCELLED, ignored=True),
+        ],
+    ),
+    Story(
+        "deleting a finished workflow cancels nothing",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(completed()), 1, Phase.SUCCEEDED, ["event Succeeded"]),
+            Step(Deleted(), 2, Phase.SUCCEEDED, ignored=True),
+        ],
+    ),
+    Story(
+        "a restart re-publishes a queued stage's recorded attempt, and nothing for a running one",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(Created(), 1, Phase.QUEUED, ["job speech/1"]),  # kopf re-ran the create handler
+            Step(Resumed(), 2, Phase.QUEUED, ["job speech/1"]),
+            Step(ev(started()), 3, Phase.RUNNING, ["event Started"]),
+            Step(Resumed(), 4, Phase.RUNNING, ignored=True),
+        ],
+    ),
+    Story(
+        "a resumed workflow that was never accepted is accepted",
+        [Step(Resumed(), 0, Phase.QUEUED, ACCEPT)],
+    ),
+    Story(
+        "a finished workflow is deleted ttlSecondsAfterFinished after it finished",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(completed()), 10, Phase.SUCCEEDED, ["event Succeeded"]),
+            Step(Tick(), 69, Phase.SUCCEEDED, ignored=True),
+            Step(Tick(), 70, Phase.SUCCEEDED, ["delete"]),
+        ],
+        spec=spec(ttlSecondsAfterFinished=60),
+    ),
+    Story(
+        "the default time to live applies when the spec sets none",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(Deleted(), 0, Phase.CANCELLED, ["cancel speech/1", "event Cancelled"]),
+            Step(Tick(), 3599, Phase.CANCELLED, ignored=True),
+            Step(Tick(), 3600, Phase.CANCELLED, ["delete"]),
+        ],
+    ),
+    Story(
+        "events of another workflow with the same name (deleted and re-created) are ignored",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(
+                ev(started(ref=WorkflowRef(uid="uid-0", name="hello", namespace="default"))),
+                1,
+                Phase.QUEUED,
+                ignored=True,
+            ),
+        ],
+    ),
+    Story(
+        "a result this operator cannot read fails the workflow with PROCESSING_ERROR",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(
+                ev(completed(output={"duration": 1})),
+                1,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.PROCESSING_ERROR,
+            ),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("story", STORIES, ids=[s.name for s in STORIES])
+def test_story(story: Story) -> None:
+    run_story(story)
+
+
+# --- what the stories leave in status ------------------------------------------------------------
+
+
+def conditions(status: TTSWorkflowStatus) -> dict[str, str]:
+    return {c.type.value: c.status.value for c in status.conditions}
+
+
+def test_success_leaves_result_progress_heartbeat_and_conditions() -> None:
+    status, _ = run_story(STORIES[0])
+    assert status.progress == 100
+    assert status.result is not None
+    assert status.result.output_path == "/share/out/hello.wav"
+    assert status.heartbeat is not None
+    assert status.heartbeat.pod == "pod-1"
+    assert status.heartbeat.gpu == "NVIDIA H100"
+    assert status.heartbeat.last_heartbeat == at(10)
+    assert status.stages[0].state == StageState.SUCCEEDED
+    assert status.stages[0].output is not None
+    assert status.stages[0].output["outputPath"] == "/share/out/hello.wav"
+    assert status.accepted_at == at(0)
+    assert status.started_at == at(5)
+    assert status.finished_at == at(40)
+    assert status.current_stage is None
+    assert conditions(status) == {
+        "Accepted": "True",
+        "Running": "False",
+        "Succeeded": "True",
+        "Failed": "False",
+    }
+
+
+def test_conditions_on_failure_name_the_error() -> None:
+    status, _ = run_story(next(s for s in STORIES if s.name.startswith("a failure that is not")))
+    assert conditions(status) == {
+        "Accepted": "True",
+        "Running": "False",
+        "Succeeded": "False",
+        "Failed": "True",
+    }
+    failed_condition = status.condition(ConditionType.FAILED)
+    assert failed_condition is not None
+    assert failed_condition.reason == "ModelNotReady"
+    assert status.stages[0].error is not None
+    assert status.stages[0].error.code == ErrorCode.MODEL_NOT_READY
+
+
+def test_invalid_spec_names_the_field_and_is_not_accepted() -> None:
+    status, _ = run_story(next(s for s in STORIES if s.name.startswith("an invalid spec")))
+    assert status.error is not None
+    assert status.error.message.startswith("spec.workflowConfig")
+    assert "outputPath" in status.error.message
+    accepted = status.condition(ConditionType.ACCEPTED)
+    assert accepted is not None
+    assert accepted.status == ConditionStatus.FALSE
+    assert accepted.reason == "InvalidInput"
+
+
+def test_timeout_after_attempts_says_what_happened() -> None:
+    status, _ = run_story(next(s for s in STORIES if s.name.startswith("a silent worker")))
+    assert status.error is not None
+    assert "no heartbeat from pod pod-3" in status.error.message
+    assert "gave up after 3 attempt(s)" in status.error.message
+    assert status.stages[0].attempt == 3
+    assert status.stages[0].state == StageState.FAILED
+
+
+def test_chain_keeps_each_stage_output_and_later_stages_are_cancelled_on_failure() -> None:
+    status, _ = run_story(next(s for s in STORIES if s.name == "a chain runs its stages in order"))
+    assert [s.state for s in status.stages] == [StageState.SUCCEEDED] * 3
+    assert all(s.output for s in status.stages)
+    assert status.result is None  # no speech in this chain
+    status, _ = run_story(next(s for s in STORIES if s.name.startswith("the first failure")))
+    assert [s.state for s in status.stages] == [StageState.FAILED, StageState.CANCELLED]
+
+
+@pytest.mark.parametrize(
+    ("stage_index", "done", "expected"),
+    [(0, 0, 0), (0, 2, 16), (1, 2, 50), (2, 4, 100)],
+)
+def test_progress_spans_the_whole_chain(stage_index: int, done: int, expected: int) -> None:
+    chain = [HEALTH, INFO, SPEECH]
+    status = TTSWorkflowStatus()
+    limits = LIMITS
+    workflow_spec = spec(*chain)
+    status = (
+        reconcile(Workflow(REF, workflow_spec, status), Created(), now=at(0), limits=limits).status or status
+    )
+    for task in chain[:stage_index]:
+        after = reconcile(Workflow(REF, workflow_spec, status), ev(completed(task)), now=at(1), limits=limits)
+        assert after.status is not None
+        status = after.status
+    task = chain[stage_index]
+    decision = reconcile(
+        Workflow(REF, workflow_spec, status),
+        ev(progressed(task, done=done, total=4)),
+        now=at(2),
+        limits=limits,
+    )
+    assert decision.status is not None
+    assert decision.status.progress == expected
+
+
+def test_progress_never_goes_back_within_an_attempt() -> None:
+    status, _ = run_story(
+        Story(
+            "p",
+            [
+                Step(Created(), 0, Phase.QUEUED, ACCEPT),
+                Step(ev(progressed(done=3)), 1, Phase.RUNNING, ["event Started"]),
+            ],
+        )
+    )
+    decision = reconcile(Workflow(REF, spec(), status), ev(heartbeat(done=1)), now=at(2), limits=LIMITS)
+    assert decision.status is not None
+    assert decision.status.progress == 75
+    assert decision.batchable
+
+
+def test_a_replayed_dispatch_is_the_same_message() -> None:
+    """Created, a re-run Created and Resumed publish byte-identical jobs with one Nats-Msg-Id."""
+    first = reconcile(Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS)
+    assert first.status is not None
+    recorded = TTSWorkflowStatus.from_k8s(first.status.to_k8s())
+    again = [
+        reconcile(Workflow(REF, spec(), recorded), given, now=at(50), limits=LIMITS)
+        for given in (Created(), Resumed())
+    ]
+    jobs = [next(a for a in d.actions if isinstance(a, PublishJob)).job for d in (first, *again)]
+    assert {job.job_id for job in jobs} == {"uid-1/generate_speech/1"}
+    assert len({encode(job) for job in jobs}) == 1
+    job = decode_command(encode(jobs[0]))
+    assert job.kind == "job"
+    assert job.config is not None
+    assert job.config.output_path == "/share/out/hello.wav"
+    assert job.deadline == at(600)
+
+
+def test_heartbeats_are_batchable_and_transitions_are_not() -> None:
+    _, decisions = run_story(STORIES[0])
+    assert [d.batchable for d in decisions] == [False, False, True, False, False]
