@@ -6,6 +6,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
+from tts_api.errors import ErrorCode, TTSError
+
 API_KEY_HEADER = "x-api-key"
 BEARER_PREFIX = "bearer "
 
@@ -31,3 +33,14 @@ def key_accepted(presented: str | None, configured: str | None) -> bool:
     if presented is None:
         return False
     return hmac.compare_digest(presented.encode(), configured.encode())
+
+
+class AuthenticationError(TTSError):
+    """No key, or the wrong one, where one is configured (answered with HTTP 401)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorCode.INVALID_INPUT,
+            "missing or wrong API key: send it as `X-API-Key: KEY` or `Authorization: Bearer KEY`",
+            field="X-API-Key",
+        )

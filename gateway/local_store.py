@@ -78,6 +78,9 @@ class LocalWorkflowStore:
                 await self._follower
             self._follower = None
 
+    async def ping(self) -> None:
+        await self._kv.status()
+
     # --- reading and writing -------------------------------------------------------------------
 
     def _decode(self, data: bytes) -> TTSWorkflow:

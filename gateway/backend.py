@@ -1,0 +1,32 @@
+"""Where the gateway keeps workflows: the Kubernetes API in a cluster, NATS KV in local mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
+
+
+class WorkflowBackend(Protocol):
+    async def ping(self) -> None:
+        """Raise when the backend cannot be reached (readiness)."""
+        ...
+
+    async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:
+        """Create the workflow; raise an error whose name ends in ``ExistsError`` if taken."""
+        ...
+
+    async def get(self, name: str) -> TTSWorkflow | None: ...
+
+    async def list(self) -> list[TTSWorkflow]: ...
+
+    async def delete(self, name: str) -> bool:
+        """Delete it (the operator cancels its job in flight); False when there was none."""
+        ...
+
+    async def wait(
+        self, name: str, predicate: Callable[[TTSWorkflow], bool], wait_seconds: float
+    ) -> TTSWorkflow | None:
+        """The workflow once ``predicate`` holds, or its latest state after ``wait_seconds``."""
+        ...

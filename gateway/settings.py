@@ -1,0 +1,26 @@
+"""The gateway's settings, from ``TTS_GATEWAY_*`` variables (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTS_GATEWAY_", extra="ignore")
+
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")  # noqa: S104 (a server)
+    port: int = Field(default=8788, ge=1, le=65535, description="Port to listen on (the seed's 8788).")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, every endpoint but /healthz requires it in X-API-Key or "
+        "Authorization: Bearer.",
+    )
+    sync_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long POST /v1/workflows waits for the result before answering 202 with the "
+        "workflow id (the workflow goes on).",
+    )
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server (worker registry).")
+    namespace: str = Field(default="default", description="Namespace of the TTSWorkflows (cluster mode).")

@@ -1,0 +1,63 @@
+"""A gateway over the local store on a real nats-server; tests play the operator by writing status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client
+
+from gateway.app import create_app
+from gateway.local_store import LocalWorkflowStore
+from gateway.settings import GatewaySettings
+from tts_api.policy import ValidationPolicy
+from tts_api.resource import TTSWorkflow, TTSWorkflowStatus
+
+
+@pytest.fixture
+async def nats_client(nats_url: str) -> AsyncIterator[Client]:
+    connection = await nats.connect(nats_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def store(nats_client: Client, policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
+    opened = await LocalWorkflowStore.open(nats_client.jetstream(), policy)
+    yield opened
+    await opened.close()
+
+
+GatewayFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+def gateway(store: LocalWorkflowStore, policy: ValidationPolicy) -> GatewayFactory:
+    """``gateway(**settings)`` is an HTTP client for a gateway with those settings."""
+
+    def make(**settings: Any) -> httpx.AsyncClient:
+        app = create_app(GatewaySettings(**settings), store, policy)
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+
+    return make
+
+
+async def settle(
+    store: LocalWorkflowStore, status: Callable[[TTSWorkflow], TTSWorkflowStatus]
+) -> TTSWorkflow:
+    """Play the operator: wait for the next workflow to appear and write ``status(workflow)`` to it."""
+    async with asyncio.timeout(10):
+        while True:
+            for workflow in await store.list():
+                if not workflow.status.phase.finished and workflow.status.accepted_at is None:
+                    stored = await store.read(workflow.metadata.name)
+                    assert stored is not None
+                    await store.replace_status(
+                        workflow.metadata.name, status(workflow), revision=stored.revision
+                    )
+                    return workflow
+            await asyncio.sleep(0.02)
