@@ -7,11 +7,12 @@ Synchronous by default, like the seed: ``POST /v1/workflows`` waits for the resu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -21,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import AuthenticationError, key_accepted, presented_key
-from gateway.backend import WorkflowBackend
+from gateway.backend import BackendFactory, BackendHolder, WorkflowBackend
 from gateway.metrics import REQUEST_SECONDS, REQUESTS, WORKFLOWS_SUBMITTED
 from gateway.monitoring import HeartbeatAllResponse, heartbeat_all
 from gateway.presenters import result_response, status_response, status_url
@@ -76,9 +77,22 @@ def not_found(workflow_id: str) -> JSONResponse:
     )
 
 
-def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: ValidationPolicy) -> FastAPI:
-    """The gateway over ``backend``; ``policy`` validates requests and locates audio files."""
+def create_app(settings: GatewaySettings, open_backend: BackendFactory, policy: ValidationPolicy) -> FastAPI:
+    """The gateway over the backend ``open_backend`` yields for the app's lifetime; ``policy``
+    validates requests and locates audio files."""
     configured_key = settings.api_key.get_secret_value() if settings.api_key else None
+    holder = BackendHolder()
+
+    def workflows() -> WorkflowBackend:
+        return holder.get()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_backend() as opened:
+            holder.current = opened
+            log.info("gateway ready on %s:%s", settings.host, settings.port)
+            yield
+            holder.current = None
 
     async def require_key(request: Request) -> None:
         if request.url.path in UNAUTHENTICATED_PATHS:
@@ -91,6 +105,7 @@ def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: Vali
         description="The seed's IndexTTS Service API over TTSWorkflow resources.",
         version="v1",
         dependencies=[Depends(require_key)],
+        lifespan=lifespan,
     )
 
     @app.middleware("http")
@@ -139,14 +154,14 @@ def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: Vali
             raise TTSError(ErrorCode.INVALID_INPUT, f"the request body is not valid JSON: {exc}") from None
         accepted = parse_request(body, policy=policy)
         spec = TTSWorkflowSpec.from_request(accepted)
-        workflow = await backend.create(new_workflow_name(), spec)
+        workflow = await workflows().create(new_workflow_name(), spec)
         name = workflow.metadata.name
         WORKFLOWS_SUBMITTED.labels("async" if wants_async(request) else "sync").inc()
         log.info(
             "workflow %s created: %s", name, ", ".join(t.value for t in spec.workflow_config.workflow_chain)
         )
         if not wants_async(request):
-            done = await backend.wait(name, finished, settings.sync_wait_seconds)
+            done = await workflows().wait(name, finished, settings.sync_wait_seconds)
             if done is not None and finished(done):
                 return result_json(done)
         accepted_body = AcceptedResponse(workflow_id=name, status_url=status_url(workflow))
@@ -163,21 +178,21 @@ def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: Vali
 
     @app.get("/v1/workflows/status/{workflow_id}", response_model=WorkflowStatusResponse)
     async def workflow_status(workflow_id: str) -> Response:
-        workflow = await backend.get(workflow_id)
+        workflow = await workflows().get(workflow_id)
         if workflow is None:
             return not_found(workflow_id)
         return JSONResponse(status_response(workflow).model_dump(mode="json"))
 
     @app.get("/v1/workflows/{workflow_id}", summary="The workflow's result, or its status while it runs")
     async def workflow_result(workflow_id: str) -> Response:
-        workflow = await backend.get(workflow_id)
+        workflow = await workflows().get(workflow_id)
         if workflow is None:
             return not_found(workflow_id)
         return result_json(workflow)
 
     @app.get("/v1/workflows/{workflow_id}/audio", response_class=FileResponse, summary="Download the WAV")
     async def workflow_audio(workflow_id: str) -> Response:
-        workflow = await backend.get(workflow_id)
+        workflow = await workflows().get(workflow_id)
         if workflow is None:
             return not_found(workflow_id)
         result = workflow.status.result
@@ -207,7 +222,7 @@ def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: Vali
 
     @app.delete("/v1/workflows/{workflow_id}", summary="Cancel and delete a workflow")
     async def delete_workflow(workflow_id: str) -> Response:
-        if not await backend.delete(workflow_id):
+        if not await workflows().delete(workflow_id):
             return not_found(workflow_id)
         log.info("workflow %s deleted on request", workflow_id)
         return JSONResponse({"status": "deleted", "workflow_id": workflow_id})
@@ -216,7 +231,7 @@ def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: Vali
 
     @app.get("/api/v1/monitoring/heartbeat/all", response_model=HeartbeatAllResponse)
     async def heartbeats() -> HeartbeatAllResponse:
-        return heartbeat_all(await backend.list())
+        return heartbeat_all(await workflows().list())
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -227,7 +242,7 @@ def create_app(settings: GatewaySettings, backend: WorkflowBackend, policy: Vali
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         try:
-            await backend.ping()
+            await workflows().ping()
         except Exception as exc:
             log.warning("not ready: the workflow backend does not answer: %s", exc)
             return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)

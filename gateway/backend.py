@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
@@ -30,3 +31,18 @@ class WorkflowBackend(Protocol):
     ) -> TTSWorkflow | None:
         """The workflow once ``predicate`` holds, or its latest state after ``wait_seconds``."""
         ...
+
+
+BackendFactory = Callable[[], AbstractAsyncContextManager[WorkflowBackend]]
+
+
+class BackendHolder:
+    """The backend of a running app: set by its lifespan, absent before and after."""
+
+    def __init__(self) -> None:
+        self.current: WorkflowBackend | None = None
+
+    def get(self) -> WorkflowBackend:
+        if self.current is None:
+            raise RuntimeError("the gateway's workflow backend is not open (outside the app's lifespan)")
+        return self.current

@@ -13,10 +13,11 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import nats
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
@@ -188,3 +189,15 @@ class LocalWorkflowStore:
                         future.set_result(workflow)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+@contextlib.asynccontextmanager
+async def open_local_store(nats_url: str, policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
+    """Connect to NATS, open the workflow bucket, and close both on exit."""
+    client = await nats.connect(nats_url, name="tts-local-store")
+    store = await LocalWorkflowStore.open(client.jetstream(), policy)
+    try:
+        yield store
+    finally:
+        await store.close()
+        await client.drain()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,16 +33,24 @@ async def store(nats_client: Client, policy: ValidationPolicy) -> AsyncIterator[
     await opened.close()
 
 
-GatewayFactory = Callable[..., httpx.AsyncClient]
+GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
 def gateway(store: LocalWorkflowStore, policy: ValidationPolicy) -> GatewayFactory:
     """``gateway(**settings)`` is an HTTP client for a gateway with those settings."""
 
-    def make(**settings: Any) -> httpx.AsyncClient:
-        app = create_app(GatewaySettings(**settings), store, policy)
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+    @contextlib.asynccontextmanager
+    async def make(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+        @contextlib.asynccontextmanager
+        async def open_store() -> AsyncIterator[LocalWorkflowStore]:
+            yield store
+
+        app = create_app(GatewaySettings(**settings), open_store, policy)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                yield client
 
     return make
 
