@@ -55,7 +55,8 @@ def wants_async(request: Request) -> bool:
 
 
 def error_json(error: ErrorResponse, status_code: int) -> JSONResponse:
-    return JSONResponse(error.model_dump(mode="json", exclude_none=True), status_code=status_code)
+    """Every key of the seed's error body is present, null when unknown (seed clients index them)."""
+    return JSONResponse(error.model_dump(mode="json"), status_code=status_code)
 
 
 def tts_error_json(

@@ -47,6 +47,7 @@ def task_id(workflow: TTSWorkflow, stage: StageStatus | None) -> str | None:
 
 def status_response(workflow: TTSWorkflow) -> WorkflowStatusResponse:
     status = workflow.status
+    created = workflow.metadata.creationTimestamp or status.accepted_at
     return WorkflowStatusResponse(
         workflow_id=workflow_id(workflow),
         status=status.phase.value.lower(),
@@ -64,8 +65,12 @@ def status_response(workflow: TTSWorkflow) -> WorkflowStatusResponse:
             )
             for stage in status.stages
         ],
-        created_at=workflow.metadata.creationTimestamp or status.accepted_at,
-        updated_at=status.updated_at,
+        created_at=created,
+        updated_at=status.updated_at
+        or status.finished_at
+        or status.started_at
+        or status.accepted_at
+        or created,
         error=status.error.model_dump(mode="json") if status.error else None,
         error_code=status.error.code if status.error else None,
     )

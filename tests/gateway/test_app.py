@@ -158,6 +158,7 @@ async def test_a_failed_workflow_answers_with_its_codes_status(
         "error_code": code.value,
         "task_id": f"{workflow.metadata.uid}/generate_speech/2",
         "workflow_id": workflow.metadata.name,
+        "field": None,
     }
 
 

@@ -1,0 +1,87 @@
+"""Every body the gateway answers has the seed's shape (checked against the seed's own examples)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.local_store import LocalWorkflowStore
+from gateway.presenters import result_response, status_response
+from tests.gateway.conftest import GatewayFactory, settle
+from tests.gateway.seed_shapes import (
+    SEED_ERROR,
+    SEED_HEALTH,
+    SEED_HEARTBEATS,
+    SEED_MODEL_INFO,
+    SEED_PRESETS,
+    SEED_SPEECH,
+    SEED_STATUS,
+    shape_errors,
+)
+from tests.gateway.test_app import SPEECH, failed_with, running, succeeded
+from tests.gateway.test_presenters import OUTPUTS, done, workflow
+from tts_api.constants import Phase, TaskName
+from tts_api.errors import ErrorCode
+
+
+def test_the_check_catches_a_departure() -> None:
+    assert shape_errors({"a": 1}, {"a": 1, "b": "x"}) == ["b: missing"]
+    assert shape_errors({"a": "1"}, {"a": 1}) == ["a: string where the seed has number"]
+    assert shape_errors({"a": [{"b": True}]}, {"a": [{"b": 1}]}) == [
+        "a[0].b: boolean where the seed has number"
+    ]
+    assert shape_errors({"a": None}, {"a": 1}, nullable=frozenset({"a"})) == []
+    assert shape_errors({"a": [{"b": None}]}, {"a": [{"b": 1}]}, nullable=frozenset({"a[].b"})) == []
+    assert shape_errors({"a": [{"b": None}]}, {"a": [{"b": 1}]}) == ["a[0].b: null where the seed has number"]
+
+
+@pytest.mark.parametrize(
+    ("task", "seed"),
+    [
+        (TaskName.GENERATE_SPEECH, SEED_SPEECH),
+        (TaskName.HEALTH_CHECK, SEED_HEALTH),
+        (TaskName.GET_MODEL_INFO, SEED_MODEL_INFO),
+        (TaskName.LIST_VOICE_PRESETS, SEED_PRESETS),
+    ],
+)
+def test_each_tasks_result_has_the_seeds_shape(task: TaskName, seed: dict[str, Any]) -> None:
+    response = result_response(workflow(Phase.SUCCEEDED, done(task)))
+    assert response is not None
+    body = response.model_dump(mode="json")
+    # Parameters the request left out are null in ours (the seed's example shows one request).
+    optional = frozenset({"parameters.reference_audio", "parameters.emotion_vector"})
+    assert shape_errors(body, seed, nullable=optional) == []
+    assert OUTPUTS[task]  # the outputs used are the seed's own example values
+
+
+async def test_http_bodies_have_the_seeds_shape(gateway: GatewayFactory, store: LocalWorkflowStore) -> None:
+    optional = frozenset({"parameters.reference_audio", "parameters.emotion_vector"})
+    async with gateway() as client:
+        operator = asyncio.create_task(settle(store, succeeded))
+        speech = (await client.post("/v1/workflows", json=SPEECH)).json()
+        await operator
+        assert shape_errors(speech, SEED_SPEECH, nullable=optional) == []
+
+        operator = asyncio.create_task(settle(store, failed_with(ErrorCode.TASK_TIMEOUT)))
+        error = (await client.post("/v1/workflows", json=SPEECH)).json()
+        await operator
+        assert shape_errors(error, SEED_ERROR) == []
+
+        accepted = (await client.post("/v1/workflows", json=SPEECH, params={"async": "1"})).json()
+        await settle(store, running)
+        status = (await client.get(accepted["status_url"])).json()
+        # A stage has output once it finished (the seed's example shows one on a running stage).
+        assert shape_errors(status, SEED_STATUS, nullable=frozenset({"stages[].output"})) == []
+        heartbeats = (await client.get("/api/v1/monitoring/heartbeat/all")).json()
+        assert shape_errors(heartbeats, SEED_HEARTBEATS) == []
+
+        invalid = (await client.post("/v1/workflows", json={"workflow_config": {}})).json()
+        assert shape_errors(invalid, SEED_ERROR, nullable=frozenset({"task_id", "workflow_id"})) == []
+        assert (invalid["task_id"], invalid["workflow_id"]) == (None, None)  # present, though unknown
+
+
+def test_status_of_a_running_workflow_has_the_seeds_shape() -> None:
+    body = status_response(workflow(Phase.RUNNING, done(TaskName.GENERATE_SPEECH))).model_dump(mode="json")
+    assert shape_errors(body, SEED_STATUS) == []
