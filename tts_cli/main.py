@@ -15,6 +15,8 @@ from collections.abc import Sequence
 # name -> module implementing it
 SUBCOMMANDS: dict[str, str] = {
     "crd": "tts_cli.crd_command",
+    "submit": "tts_cli.submit_command",
+    "worker": "inference_pod.cli",
 }
 
 

@@ -1,0 +1,96 @@
+"""The protocol every speech engine implements, and the data that crosses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from tts_api.registry import ModelState
+from tts_api.results import Capabilities, ModelInfo
+
+# Called by an engine after each segment with (segments done, segments total). The worker's callback
+# raises :class:`JobCancelledError` when the job was cancelled, which stops the engine between segments.
+ProgressCallback = Callable[[int, int], None]
+
+
+class JobCancelledError(Exception):
+    """The job in hand was cancelled; raised from the progress callback between segments."""
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One synthesis, with every path already resolved to a checked local file."""
+
+    text: str
+    reference_audio: Path | None = None
+    emotion_reference: Path | None = None
+    emotion_alpha: float = 0.65
+    emotion_vector: list[float] | None = None  # already scaled to sum <= 1
+    emotion_text: str | None = None
+    use_random: bool = False
+    max_text_tokens_per_segment: int = 120
+
+
+@dataclass
+class SynthesisOutcome:
+    """Mono int16 samples, their rate, and what the engine could not honour."""
+
+    samples: npt.NDArray[np.int16]
+    sample_rate: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class EngineDescription:
+    """What ``get_model_info`` reports, apart from the state, which changes."""
+
+    model_type: str
+    model_version: str
+    device: str
+    capabilities: Capabilities
+    model_path: str | None = None
+
+
+class Engine(Protocol):
+    """Load once; then synthesize many times, one call at a time."""
+
+    name: str
+
+    @property
+    def state(self) -> ModelState: ...
+
+    @property
+    def description(self) -> EngineDescription: ...
+
+    def load(self) -> None:
+        """Load the model; sets ``state`` to ready, or to error and raises."""
+
+    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+        """Speak ``request``; raise :class:`tts_api.errors.TTSError` with the seed's code on failure."""
+        ...
+
+
+def model_info(engine: Engine, *, full: bool) -> ModelInfo:
+    """The seed's ``model_info``: short in a speech result, with path, status and capabilities in full."""
+    described = engine.description
+    info = ModelInfo(
+        model_type=described.model_type, model_version=described.model_version, device=described.device
+    )
+    if full:
+        info = info.model_copy(
+            update={
+                "model_path": described.model_path,
+                "status": engine.state.value,
+                "capabilities": described.capabilities,
+            }
+        )
+    return info

@@ -1,0 +1,324 @@
+"""IndexTTS2 (``from indextts import IndexTTS2``, PyPI ``indextts2-inference``), resident, offline.
+
+The checkpoint comes from a mounted directory (``TTS_WORKER_CHECKPOINT_DIR``); w2v-bert-2.0, the
+MaskGCT semantic codec and CAMPPlus come from a hub cache on disk (``TTS_WORKER_HF_HOME``), read with
+``HF_HUB_OFFLINE=1``. The model is loaded once, fp16 on CUDA. Speaker and emotion conditioning are
+cached in a bounded LRU keyed by the audio's content hash (the package's own cache holds one entry
+keyed by path). Every seed field reaches ``infer``; see :func:`infer_arguments`.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference_pod.engines.base import (
+    EngineDescription,
+    JobCancelledError,
+    ProgressCallback,
+    SynthesisOutcome,
+    SynthesisRequest,
+)
+from inference_pod.settings import WorkerSettings
+from tts_api.errors import ErrorCode, TTSError, invalid_input
+from tts_api.registry import ModelState
+from tts_api.results import Capabilities
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+# Reference audio shorter than this cannot condition the model.
+MIN_AUDIO_SECONDS = 0.5
+
+
+def infer_arguments(request: SynthesisRequest, speaker: Path) -> dict[str, Any]:
+    """The seed's fields as ``IndexTTS2.infer`` keywords (``output_path=None``: samples come back)."""
+    return {
+        "spk_audio_prompt": str(speaker),
+        "text": request.text,
+        "output_path": None,
+        "emo_audio_prompt": str(request.emotion_reference) if request.emotion_reference else None,
+        "emo_alpha": request.emotion_alpha,
+        "emo_vector": request.emotion_vector,
+        "use_emo_text": request.emotion_text is not None,
+        "emo_text": request.emotion_text,
+        "use_random": request.use_random,
+        "max_text_tokens_per_segment": request.max_text_tokens_per_segment,
+    }
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ConditioningCache:
+    """A bounded, thread-safe LRU of conditioning tensors keyed by the audio's content hash."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._entries: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]
+        value = compute()
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def classify_failure(exc: BaseException) -> TTSError:
+    """The seed's code for an exception out of torch or the package."""
+    if isinstance(exc, TTSError):
+        return exc
+    text = str(exc)
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        return TTSError(
+            ErrorCode.INSUFFICIENT_MEMORY,
+            "the GPU ran out of memory; retry later, or lower max_text_tokens_per_segment or the text length",
+        )
+    return TTSError(ErrorCode.PROCESSING_ERROR, f"IndexTTS2 failed: {type(exc).__name__}: {text}")
+
+
+class IndexTTS2Engine:
+    name = "indextts2"
+
+    def __init__(
+        self,
+        checkpoint_dir: Path,
+        *,
+        hf_home: Path | None = None,
+        device: str = "auto",
+        require_gpu: bool = False,
+        use_fp16: bool = True,
+        max_mel_tokens: int = 1500,
+        num_beams: int = 3,
+        cache_size: int = 16,
+        language: str | None = None,
+        default_voice: Path | None = None,
+    ) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self.hf_home = hf_home
+        self.device_setting = device
+        self.require_gpu = require_gpu
+        self.use_fp16 = use_fp16
+        self.generation = {"max_mel_tokens": max_mel_tokens, "num_beams": num_beams}
+        self.language = language
+        self.default_voice = default_voice
+        self.speaker_cache = ConditioningCache(cache_size)
+        self.emotion_cache = ConditioningCache(cache_size)
+        self.model: Any = None
+        self.device = "cpu"
+        self.version = "2.0"
+        self._state = ModelState.LOADING
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> IndexTTS2Engine:
+        if settings.checkpoint_dir is None:
+            raise ValueError("the indextts2 engine needs TTS_WORKER_CHECKPOINT_DIR")
+        hf_home = settings.hf_home
+        if hf_home is None and (settings.checkpoint_dir / "hf_cache").is_dir():
+            hf_home = settings.checkpoint_dir / "hf_cache"
+        return cls(
+            settings.checkpoint_dir,
+            hf_home=hf_home,
+            device=settings.device,
+            require_gpu=settings.require_gpu,
+            use_fp16=settings.use_fp16,
+            max_mel_tokens=settings.max_mel_tokens,
+            num_beams=settings.num_beams,
+            cache_size=settings.condition_cache_size,
+            language=settings.text_language,
+            default_voice=settings.default_voice,
+        )
+
+    @property
+    def state(self) -> ModelState:
+        return self._state
+
+    @property
+    def description(self) -> EngineDescription:
+        return EngineDescription(
+            model_type="IndexTTS2",
+            model_version=self.version,
+            device=self.device,
+            model_path=str(self.checkpoint_dir),
+            capabilities=Capabilities(
+                text_to_speech=True,
+                voice_cloning=True,
+                emotion_control=True,
+                multi_language=True,
+                real_time=False,
+                languages=[self.language] if self.language else ["zh", "en"],
+            ),
+        )
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        try:
+            self._load()
+        except Exception:
+            self._state = ModelState.ERROR
+            raise
+        self._state = ModelState.READY
+
+    def _load(self) -> None:
+        config = self.checkpoint_dir / "config.yaml"
+        if not config.is_file():
+            raise TTSError(
+                ErrorCode.MODEL_NOT_READY,
+                f"no IndexTTS2 checkpoint at {self.checkpoint_dir} (config.yaml missing); "
+                "mount the checkpoint volume there or set TTS_WORKER_CHECKPOINT_DIR",
+            )
+        # Strictly offline: the hub is never asked; auxiliary models come from the cache on disk.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        if self.hf_home is not None:
+            os.environ["HF_HOME"] = str(self.hf_home)
+        import torch
+
+        cuda = bool(torch.cuda.is_available())
+        if self.require_gpu and not cuda:
+            raise TTSError(
+                ErrorCode.GPU_UNAVAILABLE,
+                "no CUDA device is visible to this worker; request nvidia.com/gpu for the pod "
+                "or unset TTS_WORKER_REQUIRE_GPU",
+            )
+        self.device = ("cuda:0" if cuda else "cpu") if self.device_setting == "auto" else self.device_setting
+        from indextts import IndexTTS2
+
+        self.model = IndexTTS2(
+            model_dir=str(self.checkpoint_dir),
+            cfg_path=str(config),
+            use_fp16=self.use_fp16 and self.device.startswith("cuda"),
+            device=self.device,
+            use_cuda_kernel=False,
+            language=self.language,
+        )
+        self.version = str(getattr(self.model, "model_version", None) or self.version)
+        self._install_caches()
+
+    def _install_caches(self) -> None:
+        """Route the package's conditioning through content-hash LRUs and map audio errors."""
+        model = self.model
+        speaker_original = model._get_speaker_conditioning
+        emotion_original = model._get_emotion_conditioning
+        load_original = model._load_and_cut_audio
+
+        def load_audio(
+            audio_path: str, max_seconds: float, verbose: bool = False, sr: int | None = None
+        ) -> Any:
+            try:
+                audio, rate = load_original(audio_path, max_seconds, verbose, sr)
+            except Exception as exc:
+                raise TTSError(
+                    ErrorCode.INVALID_INPUT,
+                    f"reference audio {Path(audio_path).name} cannot be decoded: {exc}",
+                ) from exc
+            if audio.shape[-1] < MIN_AUDIO_SECONDS * rate:
+                raise TTSError(
+                    ErrorCode.INVALID_INPUT,
+                    f"reference audio {Path(audio_path).name} is shorter than {MIN_AUDIO_SECONDS} s; "
+                    "give 3 to 10 s of clear speech",
+                )
+            return audio, rate
+
+        def speaker(spk_audio_prompt: str, verbose: bool = False) -> Any:
+            def compute() -> Any:
+                model.cache_spk_cond = None  # the package's one-entry cache: always recompute here
+                model.cache_spk_audio_prompt = None
+                return speaker_original(spk_audio_prompt, verbose)
+
+            return self.speaker_cache.get_or_compute(file_digest(spk_audio_prompt), compute)
+
+        def emotion(emo_audio_prompt: str, verbose: bool = False) -> Any:
+            def compute() -> Any:
+                model.cache_emo_cond = None
+                model.cache_emo_audio_prompt = None
+                return emotion_original(emo_audio_prompt, verbose)
+
+            return self.emotion_cache.get_or_compute(file_digest(emo_audio_prompt), compute)
+
+        model._load_and_cut_audio = load_audio
+        model._get_speaker_conditioning = speaker
+        model._get_emotion_conditioning = emotion
+
+    # --- synthesis -----------------------------------------------------------------------------
+
+    def segment_count(self, text: str, max_tokens: int) -> int:
+        tokenizer = self.model.tokenizer
+        return max(1, len(tokenizer.split_segments(tokenizer.tokenize(text), max_tokens)))
+
+    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+        if self._state is not ModelState.READY or self.model is None:
+            raise TTSError(
+                ErrorCode.MODEL_NOT_READY, f"the IndexTTS2 model is {self._state.value}; retry later"
+            )
+        speaker = request.reference_audio or self.default_voice
+        if speaker is None:
+            raise invalid_input(
+                "reference_audio",
+                "IndexTTS2 speaks in the voice of a reference: give a .wav under the shared root or a "
+                "preset name (or configure TTS_WORKER_DEFAULT_VOICE)",
+            )
+        warnings: list[str] = []
+        if request.emotion_reference is not None and (request.emotion_vector or request.emotion_text):
+            warnings.append("emotion_reference was not used: emotion_vector or emotion_text takes precedence")
+        with self._lock:
+            try:
+                samples = self._infer(infer_arguments(request, speaker), request, progress)
+            except JobCancelledError:
+                raise
+            except Exception as exc:
+                raise classify_failure(exc) from exc
+        return SynthesisOutcome(samples=samples, sample_rate=SAMPLE_RATE, warnings=warnings)
+
+    def _infer(self, arguments: dict[str, Any], request: SynthesisRequest, progress: ProgressCallback) -> Any:
+        import torch
+
+        total = self.segment_count(request.text, request.max_text_tokens_per_segment)
+        progress(0, total)
+        pieces: list[Any] = []
+        stream = self.model.infer(**arguments, stream_return=True, **self.generation)
+        try:
+            # The stream yields each segment's audio, then the silence that follows it.
+            for index, piece in enumerate(stream):
+                pieces.append(piece)
+                if index % 2 == 0:
+                    progress(min(index // 2 + 1, total), total)
+        finally:
+            stream.close()
+        if len(pieces) % 2 == 0 and pieces:
+            pieces.pop()  # the silence after the last segment
+        if not pieces:
+            raise TTSError(ErrorCode.PROCESSING_ERROR, "IndexTTS2 produced no audio for this text")
+        wav = torch.cat(pieces, dim=1).float()
+        samples = (wav * 32767).clamp(-32767, 32767).to(torch.int16).numpy().reshape(-1)
+        return np.ascontiguousarray(samples, dtype=np.int16)

@@ -1,0 +1,62 @@
+"""A fixed-service-time engine for benchmarks and tests: sleeps, then emits a real short tone.
+
+It honours segments (progress per segment) and the cancel check between them, so it exercises the
+worker exactly as a slow model would, without any model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from inference_pod.engines.base import (
+    EngineDescription,
+    ProgressCallback,
+    SynthesisOutcome,
+    SynthesisRequest,
+)
+from inference_pod.engines.segments import split_segments
+from tts_api.registry import ModelState
+from tts_api.results import Capabilities
+
+SAMPLE_RATE = 22050
+SECONDS_PER_SEGMENT = 0.25
+TONE_HZ = 440.0
+
+
+class SyntheticEngine:
+    name = "synthetic"
+
+    def __init__(self, delay_seconds: float = 0.5) -> None:
+        self.delay_seconds = delay_seconds
+        self._state = ModelState.LOADING
+
+    @property
+    def state(self) -> ModelState:
+        return self._state
+
+    @property
+    def description(self) -> EngineDescription:
+        return EngineDescription(
+            model_type="synthetic",
+            model_version="1",
+            device="cpu",
+            capabilities=Capabilities(text_to_speech=True, languages=["zh", "en"]),
+        )
+
+    def load(self) -> None:
+        self._state = ModelState.READY
+
+    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+        segments = split_segments(request.text, request.max_text_tokens_per_segment) or [request.text]
+        progress(0, len(segments))
+        for done in range(1, len(segments) + 1):
+            time.sleep(self.delay_seconds / len(segments))
+            progress(done, len(segments))
+        count = int(SECONDS_PER_SEGMENT * SAMPLE_RATE * len(segments))
+        tone = 0.2 * np.sin(2 * np.pi * TONE_HZ * np.arange(count) / SAMPLE_RATE)
+        warnings = ["the synthetic engine emits a tone, not speech"]
+        return SynthesisOutcome(
+            samples=(tone * 32767).astype(np.int16), sample_rate=SAMPLE_RATE, warnings=warnings
+        )

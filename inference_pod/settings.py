@@ -1,0 +1,96 @@
+"""The worker's settings: one pydantic-settings class, environment prefix ``TTS_WORKER_``.
+
+Settings shared with the other processes (the shared volume, text limits) are read by
+:class:`tts_api.policy.ValidationPolicy` from ``TTS_*``; this class holds only what a worker needs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["auto", "espeak", "indextts2", "synthetic"]
+
+
+class WorkerSettings(BaseSettings):
+    """Environment: ``TTS_WORKER_<NAME>`` (e.g. ``TTS_WORKER_ENGINE=espeak``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_WORKER_", extra="ignore")
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server with JetStream.")
+    engine: EngineName = Field(
+        default="auto",
+        description="Speech engine: indextts2, espeak, synthetic, or auto "
+        "(indextts2 when a checkpoint is configured, else espeak).",
+    )
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        description="The mounted IndexTTS2 checkpoint (config.yaml, gpt.pth, s2mel.pth, bpe.model, ...).",
+    )
+    hf_home: Path | None = Field(
+        default=None,
+        description="Hub cache holding w2v-bert-2.0, the MaskGCT semantic codec and CAMPPlus "
+        "(read offline); defaults to <checkpoint_dir>/hf_cache when that exists.",
+    )
+    device: str = Field(
+        default="auto", description="torch device for indextts2: auto (cuda:N when present, else cpu)."
+    )
+    require_gpu: bool = Field(
+        default=False, description="Fail jobs with GPU_UNAVAILABLE when no CUDA device is present."
+    )
+    use_fp16: bool = Field(default=True, description="fp16 inference on CUDA (ignored on CPU).")
+    max_mel_tokens: int = Field(
+        default=1500, ge=1, description="Upper bound on mel tokens generated per segment (indextts2)."
+    )
+    num_beams: int = Field(default=3, ge=1, description="Beam width of the GPT decoder (indextts2).")
+    text_language: str | None = Field(
+        default=None,
+        description="IndexTTS2 text normalization language (zh, en); unset: both, chosen per text.",
+    )
+    default_voice: Path | None = Field(
+        default=None, description="Reference audio IndexTTS2 uses when a request names none (a local file)."
+    )
+    condition_cache_size: int = Field(
+        default=16, ge=1, description="Speaker/emotion conditionings kept, keyed by audio content hash."
+    )
+    slot: str | None = Field(
+        default=None, description="Worker slot name (gpu0, cpu0...); defaults to gpu<N> or cpu0."
+    )
+    pod_name: str = Field(
+        default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname(),
+        description="The pod's name (env POD_NAME, else the hostname).",
+    )
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="Heartbeat and registry refresh period.")
+    ack_wait_seconds: float = Field(
+        default=30.0, gt=0, description="JetStream ack deadline; extended every heartbeat while a job runs."
+    )
+    max_deliveries: int = Field(
+        default=3, ge=1, description="Attempts at a job that fails transiently before it is failed for good."
+    )
+    retry_delay_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="Backoff before a transient failure is redelivered (doubles each time).",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=25.0,
+        ge=0,
+        description="On SIGTERM, how long the job in hand may run before it is handed back.",
+    )
+    fetch_timeout_seconds: float = Field(default=1.0, gt=0, description="Long-poll wait of each fetch.")
+    presets_file: Path | None = Field(
+        default=None, description="YAML or JSON voice presets: name -> reference_audio, description, ..."
+    )
+    http_host: str = Field(default="0.0.0.0", description="Bind address of /healthz, /readyz, /metrics.")  # noqa: S104
+    http_port: int = Field(default=8790, ge=0, le=65535, description="Port of the health server; 0 = off.")
+    synthetic_delay_seconds: float = Field(
+        default=0.5, ge=0, description="Service time of the synthetic engine (benchmarks)."
+    )
+
+    def worker_id(self, slot: str) -> str:
+        return f"{self.pod_name}/{slot}"

@@ -1,0 +1,163 @@
+"""The seed's four tasks, as functions over an engine: what to do, apart from NATS.
+
+``generate_speech`` resolves the request's paths (presets included) under the shared root, checks
+the reference audio, runs the engine, writes the WAV and returns the seed's result.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import soundfile
+
+from inference_pod.audio_output import write_wav
+from inference_pod.engines.base import Engine, ProgressCallback, SynthesisRequest, model_info
+from inference_pod.gpu import GpuStatus
+from inference_pod.presets import Presets
+from tts_api.errors import ErrorCode, TTSError, invalid_input
+from tts_api.registry import ModelState
+from tts_api.request import IndexTTSConfig, is_preset_name
+from tts_api.results import (
+    GpuReport,
+    HealthReport,
+    ModelInfoReport,
+    SpeechParameters,
+    SpeechResult,
+    VoicePresetList,
+)
+from tts_api.shared_paths import SharedPathError, SharedRoot
+
+# Shorter reference audio carries too little voice to condition on.
+MIN_REFERENCE_SECONDS = 0.5
+
+
+def resolve_audio(field: str, value: str, root: SharedRoot, presets: Presets) -> Path:
+    """The local file of a reference: a preset's audio, or a .wav under the shared root, readable."""
+    if is_preset_name(value):
+        preset = presets.get(value)
+        if preset is None:
+            listing = ", ".join(sorted(presets)) or "none are configured on this worker"
+            raise invalid_input(field, f"{value!r} is not a voice preset (presets: {listing})")
+        value = preset.reference_audio
+    try:
+        path = root.local_path(value)
+    except SharedPathError as exc:
+        raise invalid_input(field, str(exc)) from None
+    if not path.is_file():
+        raise invalid_input(field, f"{value} does not exist on the shared volume; upload it first")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        raise invalid_input(
+            field, f"{value} is not readable audio ({exc}); give a WAV file of the voice"
+        ) from None
+    if info.frames == 0 or info.duration < MIN_REFERENCE_SECONDS:
+        raise invalid_input(
+            field,
+            f"{value} is {info.duration:.2f} s long; give at least {MIN_REFERENCE_SECONDS} s of speech "
+            "(3 to 10 s works best)",
+        )
+    return path
+
+
+def synthesis_request(config: IndexTTSConfig, root: SharedRoot, presets: Presets) -> SynthesisRequest:
+    if config.text is None:
+        raise invalid_input("text", "is required for indextts.generate_speech")
+    return SynthesisRequest(
+        text=config.text,
+        reference_audio=(
+            resolve_audio("reference_audio", config.reference_audio, root, presets)
+            if config.reference_audio
+            else None
+        ),
+        emotion_reference=(
+            resolve_audio("emotion_reference", config.emotion_reference, root, presets)
+            if config.emotion_reference
+            else None
+        ),
+        emotion_alpha=config.emotion_alpha,
+        emotion_vector=config.effective_emotion_vector(),
+        emotion_text=config.emotion_text,
+        use_random=config.use_random,
+        max_text_tokens_per_segment=config.max_text_tokens_per_segment,
+    )
+
+
+def generate_speech(
+    engine: Engine,
+    config: IndexTTSConfig,
+    root: SharedRoot,
+    presets: Presets,
+    progress: ProgressCallback,
+) -> SpeechResult:
+    """Speak ``config.text`` into ``config.output_path``; raise TTSError with the seed's code."""
+    if engine.state is not ModelState.READY:
+        raise TTSError(
+            ErrorCode.MODEL_NOT_READY, f"the {engine.name} model is {engine.state.value}; retry later"
+        )
+    if config.output_path is None:
+        raise invalid_input("output_path", "is required for indextts.generate_speech")
+    try:
+        output = root.normalize(config.output_path)
+    except SharedPathError as exc:
+        raise invalid_input("output_path", str(exc)) from None
+    request = synthesis_request(config, root, presets)
+    started = time.perf_counter()
+    outcome = engine.synthesize(request, progress)
+    processing_time = time.perf_counter() - started
+    try:
+        write_wav(root, output, outcome.samples, outcome.sample_rate)
+    except SharedPathError as exc:
+        raise invalid_input("output_path", str(exc)) from None
+    except OSError as exc:
+        raise TTSError(
+            ErrorCode.PROCESSING_ERROR, f"cannot write {output} on the shared volume: {exc.strerror or exc}"
+        ) from exc
+    return SpeechResult(
+        output_path=output,
+        duration=round(outcome.duration, 3),
+        sample_rate=outcome.sample_rate,
+        text_length=len(request.text),
+        processing_time=round(processing_time, 3),
+        model_info=model_info(engine, full=False),
+        parameters=SpeechParameters(
+            reference_audio=config.reference_audio,
+            emotion_reference=config.emotion_reference,
+            emotion_alpha=config.emotion_alpha,
+            emotion_vector=request.emotion_vector,
+            emotion_text=config.emotion_text,
+            use_random=config.use_random,
+            max_text_tokens_per_segment=config.max_text_tokens_per_segment,
+        ),
+        warnings=outcome.warnings,
+    )
+
+
+def health_check(engine: Engine, gpu: GpuStatus, *, busy: bool, gpu_required: bool) -> HealthReport:
+    """healthy when the model is ready (and a GPU is present where one is required)."""
+    state = engine.state
+    status: Literal["healthy", "degraded", "unhealthy"]
+    if state is ModelState.ERROR or (gpu_required and not gpu.available):
+        status = "unhealthy"
+    elif state is ModelState.LOADING:
+        status = "degraded"
+    else:
+        status = "healthy"
+    return HealthReport(
+        status=status,
+        gpu=GpuReport(available=gpu.available, count=gpu.count, name=gpu.name),
+        model=state.value,
+        gpu_lock="busy" if busy else "available",
+    )
+
+
+def get_model_info(engine: Engine) -> ModelInfoReport:
+    return ModelInfoReport(model_info=model_info(engine, full=True))
+
+
+def list_voice_presets(presets: Presets) -> VoicePresetList:
+    return VoicePresetList(
+        presets={name: entry.public() for name, entry in presets.items()}, total_count=len(presets)
+    )

@@ -1,0 +1,539 @@
+"""The JetStream loop of one worker slot: pull a job, run it off the event loop, report, acknowledge.
+
+One job at a time per slot (a GPU, or a CPU process). While a job runs, the loop keeps its ack
+deadline extended (``in_progress``), publishes heartbeats with progress, and refreshes the worker's
+registry entry. A job is acknowledged only after its result is written and its event stored; a worker
+that dies leaves the job unacknowledged, and JetStream redelivers it to another worker once the ack
+deadline passes. What happens after each kind of ending is decided in :mod:`inference_pod.outcomes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ValidationError
+
+from inference_pod import tasks
+from inference_pod.engines.base import Engine, JobCancelledError
+from inference_pod.gpu import NO_GPU, GpuStatus, probe_gpu
+from inference_pod.metrics import WorkerMetrics
+from inference_pod.outcomes import (
+    Action,
+    CancelReason,
+    Disposition,
+    Outcome,
+    after_cancel,
+    after_failure,
+    too_many_deliveries,
+)
+from inference_pod.presets import Presets
+from inference_pod.settings import WorkerSettings
+from tts_api.constants import TaskName
+from tts_api.errors import ErrorCode, TTSError
+from tts_api.jetstream import ensure_jetstream
+from tts_api.messages import (
+    CancelMessage,
+    CompletedEvent,
+    FailedEvent,
+    HeartbeatEvent,
+    JobMessage,
+    MessageError,
+    Progress,
+    ProgressEvent,
+    StartedEvent,
+    WorkerEventBase,
+    WorkflowRef,
+    decode_command,
+    encode,
+)
+from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, event_subject
+from tts_api.policy import ValidationPolicy
+from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
+from tts_api.request import IndexTTSConfig
+from tts_api.results import ResultModel
+
+log = logging.getLogger(__name__)
+
+# How long a job handed back on shutdown may take to stop before the worker leaves it anyway.
+STOP_WAIT_SECONDS = 5.0
+# Cancels that arrive before their job: remembered so that the job is dropped when it comes.
+REMEMBERED_CANCELS = 1024
+
+
+@dataclass
+class JobInHand:
+    """The job this slot is working on; the engine's thread reads ``cancel_reason``."""
+
+    job: JobMessage
+    message: Msg
+    started_at: datetime
+    progress: Progress | None = None
+    cancel_reason: CancelReason | None = None
+    cancel_detail: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cancel(self, reason: CancelReason, detail: str) -> None:
+        with self.lock:
+            if self.cancel_reason is None:
+                self.cancel_reason, self.cancel_detail = reason, detail
+
+
+class Worker:
+    """One slot: ``await worker.run()`` until :meth:`request_stop` (SIGTERM) or the task is cancelled."""
+
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        policy: ValidationPolicy,
+        engine: Engine,
+        presets: Presets,
+        slot: str,
+        gpu_index: int | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.engine = engine
+        self.presets = presets
+        self.slot = slot
+        self.worker_id = settings.worker_id(slot)
+        self.gpu_index = gpu_index
+        self.metrics = metrics or WorkerMetrics()
+        self.gpu: GpuStatus = NO_GPU
+        self.current: JobInHand | None = None
+        self.jobs_succeeded = 0
+        self.jobs_failed = 0
+        self.started_at = datetime.now(UTC)
+        self.last_loop_beat = time.monotonic()
+        self._stopping = asyncio.Event()
+        self._cancelled_early: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._bucket: KeyValue | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.state is ModelState.READY
+
+    def alive(self) -> bool:
+        """The event loop still turns (the heartbeat loop stamps it)."""
+        return time.monotonic() - self.last_loop_beat < max(30.0, 6 * self.settings.heartbeat_seconds)
+
+    def request_stop(self) -> None:
+        """Stop fetching; the job in hand gets ``shutdown_grace_seconds`` to finish, then is handed back."""
+        if not self._stopping.is_set():
+            log.info("worker %s stopping: no more jobs will be fetched", self.worker_id)
+            self._stopping.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._nc = await nats.connect(
+            self.settings.nats_url, name=self.worker_id, max_reconnect_attempts=-1, reconnect_time_wait=1
+        )
+        self._js = self._nc.jetstream()
+        self._bucket = await ensure_jetstream(self._js)
+        cancels = await self._nc.subscribe(CANCEL_SUBJECT, cb=self._on_cancel)
+        beat = asyncio.create_task(self._beat_loop(), name=f"{self.worker_id} heartbeat")
+        try:
+            await self._load_engine()
+            if self.engine.state is ModelState.READY:
+                await self._fetch_loop()
+            else:
+                # Stay up, unready, with the error in the registry, until stopped: the pod's readiness
+                # probe keeps traffic away and its logs say why.
+                await self._stopping.wait()
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            with contextlib.suppress(Exception):
+                await cancels.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self._bucket.delete(registry_key(self.worker_id))
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+            log.info("worker %s stopped", self.worker_id)
+
+    async def _load_engine(self) -> None:
+        log.info("worker %s loading the %s engine", self.worker_id, self.engine.name)
+        await self._refresh_registry()
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.engine.load)
+        except Exception:
+            log.exception("the %s engine failed to load", self.engine.name)
+        self.metrics.model_load_seconds.set(time.perf_counter() - started)
+        self.metrics.model_ready.set(1 if self.ready else 0)
+        self.gpu = await asyncio.to_thread(
+            probe_gpu, self.gpu_index or 0, import_torch=self.engine.name == "indextts2"
+        )
+        log.info(
+            "worker %s: %s engine %s in %.1f s (gpu: %s)",
+            self.worker_id,
+            self.engine.name,
+            self.engine.state.value,
+            time.perf_counter() - started,
+            self.gpu.name or "none",
+        )
+        await self._refresh_registry()
+
+    async def _fetch_loop(self) -> None:
+        assert self._js is not None  # noqa: S101 (set in run)
+        consumer = await self._js.pull_subscribe(
+            JOBS_SUBJECTS,
+            durable=WORKERS_CONSUMER,
+            stream=JOBS_STREAM,
+            config=ConsumerConfig(
+                durable_name=WORKERS_CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.settings.ack_wait_seconds,
+                max_ack_pending=-1,
+                max_deliver=-1,
+            ),
+        )
+        while not self._stopping.is_set():
+            try:
+                messages = await consumer.fetch(1, timeout=self.settings.fetch_timeout_seconds)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                log.warning("fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for message in messages:
+                await self._handle(message)
+
+    # --- one job ----------------------------------------------------------------------------------
+
+    async def _handle(self, message: Msg) -> None:
+        delivered = message.metadata.num_delivered
+        try:
+            command = decode_command(message.data)
+            if not isinstance(command, JobMessage):
+                raise MessageError("a cancel was sent as a job; cancels go to " + CANCEL_SUBJECT)
+            job = self._revalidated(command)
+        except MessageError as exc:
+            await self._reject(message, str(exc))
+            return
+        adapter = logging.LoggerAdapter(log, {"job_id": job.job_id, "workflow": job.workflow.name})
+        hand = JobInHand(job=job, message=message, started_at=datetime.now(UTC))
+        wait = max(0.0, (hand.started_at - job.dispatched_at).total_seconds())
+        self.metrics.queue_wait_seconds.observe(wait)
+        early = self._early_refusal(job, delivered)
+        if early is not None:
+            adapter.info("job %s refused before it started: %s", job.job_id, early.message)
+            await self._publish(self._failed(job, early))
+            await message.ack_sync()
+            self.metrics.jobs.labels(job.task.value, Outcome.FAILED.value).inc()
+            return
+        self.current = hand
+        self.metrics.busy.set(1)
+        adapter.info(
+            "job %s started (%s, delivery %d, waited %.2f s)", job.job_id, job.task.value, delivered, wait
+        )
+        try:
+            await self._publish(
+                StartedEvent(gpu=self.gpu.name, **self._event_fields(job)),
+            )
+            await self._refresh_registry()
+            disposition, output = await self._run_task(hand, adapter)
+            await self._finish(hand, disposition, output, adapter)
+        finally:
+            self.current = None
+            self.metrics.busy.set(0)
+            await self._refresh_registry()
+
+    def _revalidated(self, job: JobMessage) -> JobMessage:
+        """The job's config checked again with this worker's policy (its shared root, its limits)."""
+        if job.config is None:
+            if job.task is TaskName.GENERATE_SPEECH:
+                raise MessageError("config: indextts_config is required for indextts.generate_speech")
+            return job
+        try:
+            config = IndexTTSConfig.model_validate(
+                job.config.model_dump(exclude_unset=True), context={"policy": self.policy}
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "config"
+            raise MessageError(f"{where}: {first['msg']}") from None
+        return job.model_copy(update={"config": config})
+
+    def _early_refusal(self, job: JobMessage, delivered: int) -> TTSError | None:
+        if job.job_id in self._cancelled_early:
+            return after_cancel(CancelReason.OPERATOR, self._cancelled_early[job.job_id]).error
+        if job.deadline is not None and job.deadline <= datetime.now(UTC):
+            return after_cancel(CancelReason.DEADLINE, f"it was due at {job.deadline.isoformat()}").error
+        return too_many_deliveries(delivered, self.settings.max_deliveries)
+
+    async def _run_task(
+        self, hand: JobInHand, adapter: logging.LoggerAdapter[logging.Logger]
+    ) -> tuple[Disposition, BaseModel | None]:
+        job = hand.job
+        loop = asyncio.get_running_loop()
+
+        def on_progress(done: int, total: int) -> None:
+            if hand.cancel_reason is not None:
+                raise JobCancelledError(hand.cancel_reason.value)
+            hand.progress = Progress(segments_done=min(done, total), segments_total=max(total, 1))
+            loop.call_soon_threadsafe(self._progress_changed, hand)
+
+        work = asyncio.ensure_future(asyncio.to_thread(self._task_sync, job, on_progress))
+        watch = asyncio.create_task(self._watch(hand))
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # Shutting down, and the engine did not stop at the cancel: leave it and hand back.
+                work.add_done_callback(_swallow)
+                adapter.warning("job %s did not stop in time; handing it back", job.job_id)
+                return after_cancel(CancelReason.SHUTDOWN, "worker shutting down"), None
+            output: ResultModel = work.result()
+        except JobCancelledError:
+            assert hand.cancel_reason is not None  # noqa: S101 (only the callback raises it)
+            adapter.info("job %s stopped: %s", job.job_id, hand.cancel_reason.value)
+            return after_cancel(hand.cancel_reason, hand.cancel_detail), None
+        except TTSError as failure:
+            return self._after_error(hand, failure, adapter), None
+        except Exception as exc:
+            adapter.exception("job %s failed unexpectedly", job.job_id)
+            unexpected = TTSError(ErrorCode.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+            return self._after_error(hand, unexpected, adapter), None
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        return Disposition(Action.ACK, Outcome.SUCCEEDED), output
+
+    def _after_error(
+        self, hand: JobInHand, error: TTSError, adapter: logging.LoggerAdapter[logging.Logger]
+    ) -> Disposition:
+        disposition = after_failure(
+            error,
+            delivered=hand.message.metadata.num_delivered,
+            max_deliveries=self.settings.max_deliveries,
+            retry_delay=self.settings.retry_delay_seconds,
+        )
+        adapter.warning(
+            "job %s failed with %s: %s (%s)",
+            hand.job.job_id,
+            error.code.value,
+            error.message,
+            disposition.outcome,
+        )
+        return disposition
+
+    def _task_sync(self, job: JobMessage, on_progress: Any) -> ResultModel:
+        """The task itself, in a worker thread."""
+        if job.task is TaskName.GENERATE_SPEECH:
+            assert job.config is not None  # noqa: S101 (checked in _revalidated)
+            result = tasks.generate_speech(
+                self.engine, job.config, self.policy.shared_root, self.presets, on_progress
+            )
+            self.metrics.synthesis_seconds.observe(result.processing_time)
+            self.metrics.audio_seconds.observe(result.duration)
+            if result.duration > 0:
+                self.metrics.real_time_factor.observe(result.processing_time / result.duration)
+            return result
+        if job.task is TaskName.HEALTH_CHECK:
+            gpu = probe_gpu(self.gpu_index or 0, import_torch=False)
+            # This slot answers the check itself, so its lock is free for the next job.
+            return tasks.health_check(self.engine, gpu, busy=False, gpu_required=self.settings.require_gpu)
+        if job.task is TaskName.GET_MODEL_INFO:
+            return tasks.get_model_info(self.engine)
+        return tasks.list_voice_presets(self.presets)
+
+    async def _watch(self, hand: JobInHand) -> None:
+        """Cancel the job at its deadline, and on shutdown once the grace period has run out.
+
+        Returns only when the engine was asked to stop for shutdown and did not within
+        ``STOP_WAIT_SECONDS``: the job is then abandoned to redelivery.
+        """
+        deadline = hand.job.deadline
+        remaining = (deadline - datetime.now(UTC)).total_seconds() if deadline else None
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({stop}, timeout=remaining)
+            if not done and deadline is not None:
+                hand.cancel(CancelReason.DEADLINE, f"it was due at {deadline.isoformat()}")
+                await stop
+            await asyncio.sleep(self.settings.shutdown_grace_seconds)
+            hand.cancel(CancelReason.SHUTDOWN, "worker shutting down")
+            await asyncio.sleep(STOP_WAIT_SECONDS)
+        finally:
+            stop.cancel()
+
+    async def _finish(
+        self,
+        hand: JobInHand,
+        disposition: Disposition,
+        output: BaseModel | None,
+        adapter: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        job, message = hand.job, hand.message
+        if output is not None:
+            await self._publish(
+                CompletedEvent(output=output.model_dump(mode="json"), **self._event_fields(job)),
+                dedupe=f"{job.job_id}/completed",
+            )
+        elif disposition.error is not None and disposition.action is Action.ACK:
+            await self._publish(self._failed(job, disposition.error), dedupe=f"{job.job_id}/failed")
+        if disposition.action is Action.ACK:
+            await message.ack_sync()
+        elif disposition.delay > 0:
+            await message.nak(delay=disposition.delay)
+        else:
+            await message.nak()
+        if disposition.outcome is Outcome.SUCCEEDED:
+            self.jobs_succeeded += 1
+        elif disposition.outcome is Outcome.FAILED:
+            self.jobs_failed += 1
+        self.metrics.jobs.labels(job.task.value, disposition.outcome.value).inc()
+        adapter.info("job %s %s (%s)", job.job_id, disposition.outcome.value, disposition.action.value)
+
+    async def _reject(self, message: Msg, reason: str) -> None:
+        """A job that cannot be read: report it when it says whose it is, and never redeliver it."""
+        log.warning("rejecting an unreadable job: %s", reason)
+        try:
+            raw = json.loads(message.data)
+            event = FailedEvent(
+                job_id=raw["job_id"],
+                workflow=WorkflowRef.model_validate(raw["workflow"]),
+                task=TaskName(raw["task"]),
+                attempt=int(raw.get("attempt", 1)),
+                pod=self.settings.pod_name,
+                worker_id=self.worker_id,
+                error=TTSError(ErrorCode.INVALID_INPUT, reason).info(),
+            )
+        except (ValueError, KeyError, TypeError, ValidationError):
+            event = None
+        if event is not None:
+            await self._publish(event, dedupe=f"{event.job_id}/failed")
+            await message.ack_sync()
+        else:
+            await message.term()
+        self.metrics.jobs.labels(str(event.task.value if event else "unknown"), Outcome.REJECTED.value).inc()
+
+    # --- events, cancels, heartbeats ------------------------------------------------------------------
+
+    def _event_fields(self, job: JobMessage) -> dict[str, Any]:
+        return {
+            "job_id": job.job_id,
+            "workflow": job.workflow,
+            "task": job.task,
+            "attempt": job.attempt,
+            "pod": self.settings.pod_name,
+            "worker_id": self.worker_id,
+        }
+
+    def _failed(self, job: JobMessage, error: TTSError) -> FailedEvent:
+        return FailedEvent(error=error.info(), retryable=False, **self._event_fields(job))
+
+    async def _publish(self, event: WorkerEventBase, *, dedupe: str | None = None) -> None:
+        assert self._js is not None  # noqa: S101 (set in run)
+        kind = str(getattr(event, "kind", "event"))
+        headers = {"Nats-Msg-Id": dedupe} if dedupe else None
+        await self._js.publish(event_subject(event.workflow.uid, kind), encode(event), headers=headers)
+
+    def _progress_changed(self, hand: JobInHand) -> None:
+        if hand.progress is None or self.current is not hand:
+            return
+        event = ProgressEvent(progress=hand.progress, **self._event_fields(hand.job))
+        task = asyncio.ensure_future(self._publish(event))
+        task.add_done_callback(_log_failure)
+
+    async def _on_cancel(self, message: Msg) -> None:
+        try:
+            command = decode_command(message.data)
+        except MessageError as exc:
+            log.warning("ignoring an unreadable cancel: %s", exc)
+            return
+        if not isinstance(command, CancelMessage):
+            return
+        hand = self.current
+        if hand is not None and hand.job.job_id == command.job_id:
+            log.info("job %s: cancel received (%s)", command.job_id, command.reason or "no reason given")
+            hand.cancel(CancelReason.OPERATOR, command.reason)
+            return
+        self._cancelled_early[command.job_id] = command.reason
+        while len(self._cancelled_early) > REMEMBERED_CANCELS:
+            self._cancelled_early.popitem(last=False)
+
+    async def _beat_loop(self) -> None:
+        while True:
+            self.last_loop_beat = time.monotonic()
+            hand = self.current
+            try:
+                if hand is not None:
+                    await hand.message.in_progress()
+                    await self._publish(
+                        HeartbeatEvent(progress=hand.progress, **self._event_fields(hand.job))
+                    )
+                await self._refresh_registry()
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    def registry_entry(self) -> WorkerEntry:
+        hand = self.current
+        stopping = self._stopping.is_set()
+        state = WorkerState.BUSY if hand else (WorkerState.STOPPING if stopping else WorkerState.IDLE)
+        return WorkerEntry(
+            worker_id=self.worker_id,
+            pod=self.settings.pod_name,
+            slot=self.slot,
+            state=state,
+            job_id=hand.job.job_id if hand else None,
+            workflow=hand.job.workflow if hand else None,
+            task=hand.job.task if hand else None,
+            job_started_at=hand.started_at if hand else None,
+            engine=self.engine.name,
+            model_state=self.engine.state,
+            gpu=self.gpu.name,
+            gpu_memory_used=self.gpu.memory_used,
+            gpu_memory_total=self.gpu.memory_total,
+            jobs_succeeded=self.jobs_succeeded,
+            jobs_failed=self.jobs_failed,
+            started_at=self.started_at,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
+        )
+
+    async def _refresh_registry(self) -> None:
+        if self._bucket is None:
+            return
+        if self.gpu.available:
+            self.gpu = await asyncio.to_thread(probe_gpu, self.gpu_index or 0, import_torch=False)
+            if self.gpu.memory_used is not None and self.gpu.memory_total is not None:
+                self.metrics.gpu_memory_used.set(self.gpu.memory_used)
+                self.metrics.gpu_memory_total.set(self.gpu.memory_total)
+        await self._bucket.put(registry_key(self.worker_id), encode_entry(self.registry_entry()))
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("publishing progress failed: %s", task.exception())
+
+
+def _swallow(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned task's outcome so that asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()
