@@ -1,0 +1,12 @@
+"""The chart's tests: helm from the project's own script, renders cached per values set."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chart.helm import Helm, fetch_helm
+
+
+@pytest.fixture(scope="session")
+def helm() -> Helm:
+    return Helm(fetch_helm())

@@ -1,0 +1,224 @@
+"""Ports, probes, NetworkPolicies and settings: the chart wires each component as its code expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from gateway.settings import GatewaySettings
+from inference_pod.settings import WorkerSettings
+from tests.chart.helm import CPU_VALUES, Helm, Manifest, by_kind, component, env_of, named, pod_specs
+from tests.chart.test_render import EVERYTHING
+from tts_api.policy import ValidationPolicy
+from tts_operator.settings import Settings as OperatorSettings
+
+
+def container_of(docs: list[Manifest], name: str) -> Manifest:
+    deployment = named(docs, "Deployment", component(name))
+    container: Manifest = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def port_named(container: Manifest, name: str) -> int:
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == name]
+    assert isinstance(port, int)
+    return port
+
+
+def test_the_gateway_service_serves_port_8788(helm: Helm) -> None:
+    docs = helm.template()
+    service = named(docs, "Service", component("gateway"))
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8788, "targetPort": "http", "protocol": "TCP"}
+    ]
+    gateway = container_of(docs, "gateway")
+    assert port_named(gateway, "http") == 8788
+    assert env_of(gateway)["TTS_GATEWAY_PORT"] == "8788"
+    assert gateway["args"] == ["gateway"]
+
+
+@pytest.mark.parametrize(
+    ("name", "probe", "path", "port"),
+    [
+        ("gateway", "livenessProbe", "/healthz", "http"),
+        ("gateway", "readinessProbe", "/readyz", "http"),
+        ("inference", "livenessProbe", "/healthz", "http"),
+        ("inference", "readinessProbe", "/readyz", "http"),
+        ("inference", "startupProbe", "/healthz", "http"),
+        ("operator", "livenessProbe", "/healthz", "health"),
+    ],
+)
+def test_probes_use_each_components_health_endpoints(
+    helm: Helm, name: str, probe: str, path: str, port: str
+) -> None:
+    container = container_of(helm.template(), name)
+    assert container[probe]["httpGet"] == {"path": path, "port": port}
+
+
+def test_probe_ports_are_the_ports_the_processes_listen_on(helm: Helm) -> None:
+    docs = helm.template(set_values=["inference.httpPort=9100", "operator.healthPort=8181"])
+    inference, operator = container_of(docs, "inference"), container_of(docs, "operator")
+    assert port_named(inference, "http") == 9100 == int(env_of(inference)["TTS_WORKER_HTTP_PORT"])
+    assert port_named(operator, "health") == 8181
+    assert env_of(operator)["TTS_OPERATOR_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8181/healthz"
+    assert port_named(operator, "metrics") == int(env_of(operator)["TTS_OPERATOR_METRICS_PORT"])
+
+
+def test_every_component_reaches_the_same_nats(helm: Helm) -> None:
+    for set_values, url in (
+        ((), f"nats://{component('nats')}:4222"),
+        (("nats.external.url=nats://nats.infra:4222",), "nats://nats.infra:4222"),
+    ):
+        docs = helm.template(set_values=set_values)
+        assert env_of(container_of(docs, "gateway"))["TTS_GATEWAY_NATS_URL"] == url
+        assert env_of(container_of(docs, "operator"))["TTS_OPERATOR_NATS_URL"] == url
+        assert env_of(container_of(docs, "inference"))["TTS_WORKER_NATS_URL"] == url
+        has_statefulset = bool(by_kind(docs, "StatefulSet"))
+        assert has_statefulset is (not set_values), "an external NATS replaces the StatefulSet"
+
+
+def test_nats_runs_jetstream_on_a_persistent_volume(helm: Helm) -> None:
+    docs = helm.template()
+    statefulset = named(docs, "StatefulSet", component("nats"))
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    config = named(docs, "ConfigMap", component("nats"))["data"]["nats.conf"]
+    assert "jetstream {" in config
+    assert "store_dir: /data/jetstream" in config
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "nats:2.15.1-alpine"
+
+
+def test_the_shared_volume_is_read_write_many_and_mounted_where_the_settings_say(helm: Helm) -> None:
+    docs = helm.template(set_values=["share.mountPath=/data/share", "share.prefix=/share"])
+    claim = named(docs, "PersistentVolumeClaim", component("share"))
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for name, read_only in (("gateway", True), ("inference", False)):
+        container = container_of(docs, name)
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "share"]
+        assert mount["mountPath"] == "/data/share"
+        assert mount.get("readOnly", False) is read_only, name
+        assert env_of(container)["TTS_SHARED_DIR"] == "/data/share"
+        assert env_of(container)["TTS_SHARED_PREFIX"] == "/share"
+
+
+@pytest.mark.parametrize(
+    ("set_values", "volume"),
+    [
+        ((), {"persistentVolumeClaim": {"claimName": component("models"), "readOnly": True}}),
+        (
+            ("models.persistentVolumeClaim.existingClaim=weights",),
+            {"persistentVolumeClaim": {"claimName": "weights", "readOnly": True}},
+        ),
+        (
+            ("models.source=hostPath", "models.hostPath.path=/mnt/ckpt"),
+            {"hostPath": {"path": "/mnt/ckpt", "type": "Directory"}},
+        ),
+    ],
+)
+def test_the_checkpoint_comes_from_a_pvc_or_a_host_path(
+    helm: Helm, set_values: tuple[str, ...], volume: dict[str, Any]
+) -> None:
+    docs = helm.template(set_values=set_values)
+    pod = named(docs, "Deployment", component("inference"))["spec"]["template"]["spec"]
+    (models,) = [v for v in pod["volumes"] if v["name"] == "models"]
+    assert {k: v for k, v in models.items() if k != "name"} == volume
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models"]
+    assert mount == {"name": "models", "mountPath": "/models", "readOnly": True}
+    made = [c["metadata"]["name"] for c in by_kind(docs, "PersistentVolumeClaim")]
+    assert (component("models") in made) is (not set_values)
+
+
+def test_voice_presets_come_from_a_config_map_file(helm: Helm) -> None:
+    import yaml
+
+    docs = helm.template(values=[EVERYTHING])
+    config_map = named(docs, "ConfigMap", component("voice-presets"))
+    presets = yaml.safe_load(config_map["data"]["presets.yaml"])
+    assert presets["default"]["reference_audio"] == "/share/voices/default.wav"
+    container = container_of(docs, "inference")
+    path = env_of(container)["TTS_WORKER_PRESETS_FILE"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "voice-presets"]
+    assert path == mount["mountPath"] + "/presets.yaml"
+    assert "TTS_WORKER_PRESETS_FILE" not in env_of(container_of(helm.template(), "inference"))
+
+
+# --- NetworkPolicies --------------------------------------------------------------------------------
+
+
+def policies(docs: list[Manifest]) -> dict[str, Manifest]:
+    return {
+        doc["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]: doc
+        for doc in by_kind(docs, "NetworkPolicy")
+    }
+
+
+def test_only_the_releases_components_reach_nats_on_4222(helm: Helm) -> None:
+    nats = policies(helm.template())["nats"]
+    (rule,) = nats["spec"]["ingress"]
+    sources = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]}
+    assert sources == {"gateway", "operator", "inference"}
+    for peer in rule["from"]:
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "tts"
+        assert "namespaceSelector" not in peer
+    assert rule["ports"] == [{"port": "client", "protocol": "TCP"}]
+
+
+def test_only_the_gateway_takes_traffic_from_outside_the_release(helm: Helm) -> None:
+    by_component = policies(helm.template())
+    assert set(by_component) == {"nats", "gateway", "operator", "inference"}
+    (gateway_rule,) = by_component["gateway"]["spec"]["ingress"]
+    assert "from" not in gateway_rule, "anyone may call the gateway by default"
+    assert gateway_rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    for name in ("operator", "inference"):
+        assert by_component[name]["spec"]["ingress"] == [], f"{name} takes no traffic"
+
+
+def test_metrics_scraping_opens_only_the_metrics_ports(helm: Helm) -> None:
+    by_component = policies(helm.template(values=[EVERYTHING]))
+    for name, port in (("operator", "metrics"), ("inference", "http")):
+        (rule,) = by_component[name]["spec"]["ingress"]
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+
+
+def test_network_policies_can_be_switched_off(helm: Helm) -> None:
+    assert not by_kind(helm.template(set_values=["networkPolicy.enabled=false"]), "NetworkPolicy")
+
+
+# --- settings: every variable the chart sets is one a process reads -----------------------------------
+
+SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
+    "gateway": (GatewaySettings, ValidationPolicy),
+    "operator": (OperatorSettings, ValidationPolicy),
+    "inference": (WorkerSettings, ValidationPolicy),
+}
+# Read outside the settings classes: by the pod itself, the worker's default pod name, huggingface_hub.
+OTHER_VARIABLES = {"POD_NAME", "POD_NAMESPACE", "HF_HUB_OFFLINE"}
+
+
+def known_variables(classes: tuple[type[BaseSettings], ...]) -> set[str]:
+    names = set()
+    for settings in classes:
+        prefix = str(settings.model_config.get("env_prefix", ""))
+        names |= {(prefix + field).upper() for field in settings.model_fields}
+    return names
+
+
+@pytest.mark.parametrize("values", [(), (CPU_VALUES,), (EVERYTHING,)], ids=["default", "cpu", "everything"])
+def test_every_variable_the_chart_sets_is_a_setting_of_that_process(
+    helm: Helm, values: tuple[Any, ...]
+) -> None:
+    docs = helm.template(values=values)
+    for name, pod in pod_specs(docs):
+        role = name.removeprefix("tts-indextts-")
+        if role not in SETTINGS:
+            continue
+        for variable in env_of(pod["containers"][0]):
+            assert variable in known_variables(SETTINGS[role]) | OTHER_VARIABLES, f"{role}: {variable}"
