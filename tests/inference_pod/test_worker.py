@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import pytest
 import soundfile
 
 from inference_pod.engines.espeak import EspeakEngine
@@ -22,7 +23,7 @@ from tts_api.results import HealthReport, ModelInfoReport, SpeechResult, VoicePr
 async def test_a_job_becomes_a_wav_with_the_reported_duration_and_events_in_order(
     bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy, share: Path
 ) -> None:
-    await start_worker(EspeakEngine())
+    worker = await start_worker(EspeakEngine())
     job = speech_job(
         "w1",
         policy,
@@ -51,6 +52,13 @@ async def test_a_job_becomes_a_wav_with_the_reported_duration_and_events_in_orde
     assert [p.segments_done for p in progress] == sorted(p.segments_done for p in progress)
     info = await bus.js.stream_info(JOBS_STREAM)
     assert info.state.messages == 0  # acknowledged, gone from the work queue
+
+    samples = worker.metrics.registry.get_sample_value
+    labels = {"task": "indextts.generate_speech", "outcome": "succeeded"}
+    assert samples("tts_worker_jobs_total", labels) == 1
+    assert samples("tts_worker_real_time_factor_count") == 1
+    assert samples("tts_worker_audio_seconds_sum") == pytest.approx(result.duration, abs=0.01)
+    assert samples("tts_worker_model_ready") == 1
 
 
 async def test_bad_reference_audio_fails_with_invalid_input_and_is_not_redelivered(
