@@ -1,4 +1,4 @@
-"""``indextts-k8s worker``: one inference worker slot, pulling jobs from NATS JetStream."""
+"""``indextts-k8s worker``: inference worker slots pulling jobs from NATS JetStream, one job per slot."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inference_pod.engines.base import Engine
-    from inference_pod.presets import Presets
     from inference_pod.settings import WorkerSettings
-    from tts_api.policy import ValidationPolicy
+    from inference_pod.worker import Worker
 
 HELP = "run an inference worker: pull TTS jobs from NATS JetStream and synthesize them"
 
@@ -27,16 +25,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "espeak", "indextts2", "synthetic"],
         help="speech engine (env TTS_WORKER_ENGINE; auto: indextts2 when a checkpoint is set, else espeak)",
     )
-    parser.add_argument("--slot", help="worker slot name, e.g. gpu0 or cpu0 (env TTS_WORKER_SLOT)")
+    parser.add_argument("--slots", type=int, help="worker slots in this process (env TTS_WORKER_SLOTS)")
     parser.add_argument("--http-port", type=int, help="port of /healthz, /readyz, /metrics; 0 = off")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference_pod.engines.factory import build_engine, default_slot, engine_name
+    from inference_pod.engines.factory import SlotError, build_engine, engine_name, plan_slots
     from inference_pod.logs import configure_logging
+    from inference_pod.metrics import WorkerMetrics
     from inference_pod.presets import PresetError, load_presets
     from inference_pod.settings import WorkerSettings
+    from inference_pod.worker import Worker
     from tts_api.policy import policy_from_env
 
     overrides = {
@@ -44,67 +44,68 @@ def run(args: argparse.Namespace) -> int:
         for key, value in {
             "nats_url": args.nats_url,
             "engine": args.engine,
-            "slot": args.slot,
+            "slots": args.slots,
             "http_port": args.http_port,
         }.items()
         if value is not None
     }
     settings = WorkerSettings(**overrides)
-    gpu_index = _visible_gpu_index(engine_name(settings))
-    slot = settings.slot or default_slot(engine_name(settings), gpu_index)
-    configure_logging(args.log_level, worker_id=settings.worker_id(slot))
+    configure_logging(args.log_level)
+    name = engine_name(settings)
     try:
+        slots = plan_slots(name, _visible_gpus(name), settings.slots, settings.slot)
         presets = load_presets(settings.presets_file)
-    except PresetError as exc:
+    except (SlotError, PresetError) as exc:
         log.error("%s", exc)
         return 2
-    engine = build_engine(settings)
-    return asyncio.run(_serve(settings, policy_from_env(), engine, presets, slot, gpu_index))
+    policy = policy_from_env()
+    metrics = WorkerMetrics()
+    workers = [
+        Worker(
+            settings=settings,
+            policy=policy,
+            engine=build_engine(settings, device=slot.device),
+            presets=presets,
+            slot=slot.name,
+            gpu_index=slot.gpu_index,
+            metrics=metrics,
+        )
+        for slot in slots
+    ]
+    return asyncio.run(_serve(settings, workers))
 
 
-def _visible_gpu_index(name: str) -> int | None:
-    """GPU 0 of what this process sees (Kubernetes grants one GPU per pod), when the engine uses one."""
-    if name != "indextts2":
-        return None
+def _visible_gpus(engine: str) -> int:
+    """CUDA devices this process sees (Kubernetes grants them per pod), when the engine uses them."""
+    if engine != "indextts2":
+        return 0
     import torch
 
-    return 0 if torch.cuda.is_available() else None
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
 
 
-async def _serve(
-    settings: WorkerSettings,
-    policy: ValidationPolicy,
-    engine: Engine,
-    presets: Presets,
-    slot: str,
-    gpu_index: int | None,
-) -> int:
+async def _serve(settings: WorkerSettings, workers: list[Worker]) -> int:
     from inference_pod.health_server import HealthServer
-    from inference_pod.worker import Worker
 
-    worker = Worker(
-        settings=settings,
-        policy=policy,
-        engine=engine,
-        presets=presets,
-        slot=slot,
-        gpu_index=gpu_index,
-    )
+    def stop_all() -> None:
+        for worker in workers:
+            worker.request_stop()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, worker.request_stop)
+        loop.add_signal_handler(signum, stop_all)
     server = None
     if settings.http_port:
         server = HealthServer(
             settings.http_host,
             settings.http_port,
-            ready=lambda: worker.ready,
-            alive=worker.alive,
-            registry=worker.metrics.registry,
+            ready=lambda: all(worker.ready for worker in workers),
+            alive=lambda: all(worker.alive() for worker in workers),
+            registry=workers[0].metrics.registry,
         )
         await server.start()
     try:
-        await worker.run()
+        await asyncio.gather(*(worker.run() for worker in workers))
     finally:
         if server is not None:
             with contextlib.suppress(Exception):

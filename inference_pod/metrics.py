@@ -47,14 +47,15 @@ class WorkerMetrics:
             buckets=_SECONDS,
             registry=r,
         )
+        # Per slot: a process may run one worker slot per GPU.
         self.model_load_seconds = Gauge(
-            "tts_worker_model_load_seconds", "Seconds the engine took to load", registry=r
+            "tts_worker_model_load_seconds", "Seconds the engine took to load", ["slot"], registry=r
         )
-        self.model_ready = Gauge("tts_worker_model_ready", "1 when the model is loaded", registry=r)
-        self.busy = Gauge("tts_worker_busy", "1 while a job is in hand", registry=r)
+        self.model_ready = Gauge("tts_worker_model_ready", "1 when the model is loaded", ["slot"], registry=r)
+        self.busy = Gauge("tts_worker_busy", "1 while a job is in hand", ["slot"], registry=r)
         self.gpu_memory_used = Gauge(
-            "tts_worker_gpu_memory_used_bytes", "GPU memory in use (absent on CPU)", registry=r
+            "tts_worker_gpu_memory_used_bytes", "GPU memory in use (absent on CPU)", ["slot"], registry=r
         )
         self.gpu_memory_total = Gauge(
-            "tts_worker_gpu_memory_total_bytes", "GPU memory in all (absent on CPU)", registry=r
+            "tts_worker_gpu_memory_total_bytes", "GPU memory in all (absent on CPU)", ["slot"], registry=r
         )

@@ -58,9 +58,13 @@ class WorkerSettings(BaseSettings):
     condition_cache_size: int = Field(
         default=16, ge=1, description="Speaker/emotion conditionings kept, keyed by audio content hash."
     )
-    slot: str | None = Field(
-        default=None, description="Worker slot name (gpu0, cpu0...); defaults to gpu<N> or cpu0."
+    slots: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker slots in this process, one job each: default one per visible GPU for "
+        "indextts2, else 1. Each slot loads its own engine.",
     )
+    slot: str | None = Field(default=None, description="Name of the single slot (default gpu<N> or cpu<N>).")
     pod_name: str = Field(
         default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname(),
         description="The pod's name (env POD_NAME, else the hostname).",

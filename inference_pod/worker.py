@@ -182,8 +182,8 @@ class Worker:
             await asyncio.to_thread(self.engine.load)
         except Exception:
             log.exception("the %s engine failed to load", self.engine.name)
-        self.metrics.model_load_seconds.set(time.perf_counter() - started)
-        self.metrics.model_ready.set(1 if self.ready else 0)
+        self.metrics.model_load_seconds.labels(self.slot).set(time.perf_counter() - started)
+        self.metrics.model_ready.labels(self.slot).set(1 if self.ready else 0)
         self.gpu = await asyncio.to_thread(
             probe_gpu, self.gpu_index or 0, import_torch=self.engine.name == "indextts2"
         )
@@ -221,7 +221,12 @@ class Worker:
                 await asyncio.sleep(1)
                 continue
             for message in messages:
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except Exception:
+                    # NATS failed under us (events or acks): the job stays unacknowledged and is
+                    # redelivered once its ack deadline passes; this worker goes on.
+                    log.exception("handling a job failed; it will be redelivered")
 
     # --- one job ----------------------------------------------------------------------------------
 
@@ -247,7 +252,7 @@ class Worker:
             self.metrics.jobs.labels(job.task.value, Outcome.FAILED.value).inc()
             return
         self.current = hand
-        self.metrics.busy.set(1)
+        self.metrics.busy.labels(self.slot).set(1)
         adapter.info(
             "job %s started (%s, delivery %d, waited %.2f s)", job.job_id, job.task.value, delivered, wait
         )
@@ -260,7 +265,7 @@ class Worker:
             await self._finish(hand, disposition, output, adapter)
         finally:
             self.current = None
-            self.metrics.busy.set(0)
+            self.metrics.busy.labels(self.slot).set(0)
             await self._refresh_registry()
 
     def _revalidated(self, job: JobMessage) -> JobMessage:
@@ -523,8 +528,8 @@ class Worker:
         if self.gpu.available:
             self.gpu = await asyncio.to_thread(probe_gpu, self.gpu_index or 0, import_torch=False)
             if self.gpu.memory_used is not None and self.gpu.memory_total is not None:
-                self.metrics.gpu_memory_used.set(self.gpu.memory_used)
-                self.metrics.gpu_memory_total.set(self.gpu.memory_total)
+                self.metrics.gpu_memory_used.labels(self.slot).set(self.gpu.memory_used)
+                self.metrics.gpu_memory_total.labels(self.slot).set(self.gpu.memory_total)
         await self._bucket.put(registry_key(self.worker_id), encode_entry(self.registry_entry()))
 
 

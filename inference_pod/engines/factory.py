@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from inference_pod.engines.base import Engine
 from inference_pod.settings import WorkerSettings
 
@@ -13,13 +15,13 @@ def engine_name(settings: WorkerSettings) -> str:
     return "indextts2" if settings.checkpoint_dir is not None else "espeak"
 
 
-def build_engine(settings: WorkerSettings) -> Engine:
+def build_engine(settings: WorkerSettings, *, device: str | None = None) -> Engine:
     """The engine, constructed but not loaded (loading is the worker's first step)."""
     name = engine_name(settings)
     if name == "indextts2":
         from inference_pod.engines.indextts2 import IndexTTS2Engine
 
-        return IndexTTS2Engine.from_settings(settings)
+        return IndexTTS2Engine.from_settings(settings, device=device)
     if name == "synthetic":
         from inference_pod.engines.synthetic import SyntheticEngine
 
@@ -29,5 +31,33 @@ def build_engine(settings: WorkerSettings) -> Engine:
     return EspeakEngine()
 
 
-def default_slot(name: str, gpu_index: int | None) -> str:
-    return f"gpu{gpu_index}" if name == "indextts2" and gpu_index is not None else "cpu0"
+@dataclass(frozen=True)
+class Slot:
+    """One worker slot of this process: one job at a time, on one GPU or on the CPU."""
+
+    name: str
+    gpu_index: int | None = None
+
+    @property
+    def device(self) -> str | None:
+        return None if self.gpu_index is None else f"cuda:{self.gpu_index}"
+
+
+class SlotError(ValueError):
+    pass
+
+
+def plan_slots(engine: str, gpu_count: int, slots: int | None, slot_name: str | None) -> list[Slot]:
+    """One slot per visible GPU for IndexTTS2 (one job per GPU), else ``slots`` CPU slots (default 1)."""
+    uses_gpu = engine == "indextts2" and gpu_count > 0
+    count = slots or (gpu_count if uses_gpu else 1)
+    if uses_gpu and count > gpu_count:
+        raise SlotError(
+            f"TTS_WORKER_SLOTS={count} but only {gpu_count} GPU(s) are visible: one job per GPU at most"
+        )
+    if slot_name is not None and count != 1:
+        raise SlotError("TTS_WORKER_SLOT names a single slot; unset it or set TTS_WORKER_SLOTS=1")
+    planned = [Slot(f"gpu{i}", i) if uses_gpu else Slot(f"cpu{i}") for i in range(count)]
+    if slot_name is not None:
+        planned = [Slot(slot_name, planned[0].gpu_index)]
+    return planned

@@ -139,7 +139,7 @@ class IndexTTS2Engine:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: WorkerSettings) -> IndexTTS2Engine:
+    def from_settings(cls, settings: WorkerSettings, *, device: str | None = None) -> IndexTTS2Engine:
         if settings.checkpoint_dir is None:
             raise ValueError("the indextts2 engine needs TTS_WORKER_CHECKPOINT_DIR")
         hf_home = settings.hf_home
@@ -148,7 +148,7 @@ class IndexTTS2Engine:
         return cls(
             settings.checkpoint_dir,
             hf_home=hf_home,
-            device=settings.device,
+            device=device if device is not None and settings.device == "auto" else settings.device,
             require_gpu=settings.require_gpu,
             use_fp16=settings.use_fp16,
             max_mel_tokens=settings.max_mel_tokens,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference_pod.engines.factory import default_slot, engine_name
+from inference_pod.engines.factory import Slot, SlotError, engine_name, plan_slots
 from inference_pod.engines.prosody import NEUTRAL, Prosody, prosody_for, vector_from_text
 from inference_pod.engines.segments import count_tokens, split_segments
 from inference_pod.outcomes import (
@@ -150,9 +150,33 @@ def test_the_engine_is_indextts2_only_where_a_checkpoint_is_mounted(
     assert engine_name(settings) == expected
 
 
+@pytest.mark.parametrize(
+    ("engine", "gpus", "slots", "name", "planned"),
+    [
+        ("indextts2", 2, None, None, [Slot("gpu0", 0), Slot("gpu1", 1)]),  # one job per GPU
+        ("indextts2", 2, 1, None, [Slot("gpu0", 0)]),
+        ("indextts2", 0, None, None, [Slot("cpu0")]),  # IndexTTS2 on CPU
+        ("espeak", 2, None, None, [Slot("cpu0")]),  # a CPU engine ignores GPUs
+        ("synthetic", 0, 3, None, [Slot("cpu0"), Slot("cpu1"), Slot("cpu2")]),
+        ("espeak", 0, None, "bench", [Slot("bench")]),
+    ],
+)
+def test_slots_per_process(
+    engine: str, gpus: int, slots: int | None, name: str | None, planned: list[Slot]
+) -> None:
+    assert plan_slots(engine, gpus, slots, name) == planned
+
+
+def test_never_more_slots_than_gpus() -> None:
+    with pytest.raises(SlotError, match="only 1 GPU"):
+        plan_slots("indextts2", 1, 2, None)
+    with pytest.raises(SlotError, match="single slot"):
+        plan_slots("espeak", 0, 2, "x")
+    assert Slot("gpu1", 1).device == "cuda:1"
+
+
 def test_worker_ids_and_registry_keys() -> None:
     settings = WorkerSettings(pod_name="indextts-worker-7d9f")
-    assert settings.worker_id(default_slot("indextts2", 0)) == "indextts-worker-7d9f/gpu0"
-    assert default_slot("espeak", None) == "cpu0"
+    assert settings.worker_id("gpu0") == "indextts-worker-7d9f/gpu0"
     assert registry_key("indextts-worker-7d9f/gpu0") == "indextts-worker-7d9f_gpu0"
     assert registry_key("pod.example/cpu0") == "pod_example_cpu0"
