@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import nats
 from nats.js import JetStreamContext
@@ -31,6 +32,8 @@ from tts_api.validation import read_workflow
 log = logging.getLogger(__name__)
 
 LOCAL_NAMESPACE = "local"
+# Read-modify-write attempts before giving up on a record that keeps changing.
+MAX_WRITE_RETRIES = 20
 
 
 class RecordExistsError(Exception):
@@ -87,6 +90,15 @@ class LocalWorkflowStore:
     def _decode(self, data: bytes) -> TTSWorkflow:
         return read_workflow(json.loads(data), policy=self._policy)
 
+    async def bodies(self) -> list[dict[str, Any]]:
+        """Every record as stored."""
+        try:
+            names = await self._kv.keys()
+        except NoKeysError:
+            return []
+        found = [await self.read_body(name) for name in names]
+        return [entry[0] for entry in found if entry is not None]
+
     async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:
         """Store a new workflow, as the API server would on ``POST``: uid, generation, timestamp."""
         workflow = TTSWorkflow(
@@ -105,43 +117,69 @@ class LocalWorkflowStore:
             raise RecordExistsError(f"a workflow named {name!r} already exists") from None
         return workflow
 
-    async def read(self, name: str) -> StoredWorkflow | None:
+    async def read_body(self, name: str) -> tuple[dict[str, Any], int] | None:
+        """The record as stored (the resource's JSON) and its revision; None when there is none."""
         try:
             entry = await self._kv.get(name)
         except (KeyNotFoundError, KeyDeletedError):
             return None
         if entry.value is None or entry.revision is None:
             return None
-        return StoredWorkflow(self._decode(entry.value), entry.revision)
+        body: dict[str, Any] = json.loads(entry.value)
+        return body, entry.revision
+
+    async def write_body(self, name: str, body: dict[str, Any], *, revision: int) -> int:
+        """Replace the record if it is still at ``revision``; return the new revision."""
+        try:
+            return await self._kv.update(name, json.dumps(body).encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            raise RecordConflictError(f"workflow {name!r} changed since revision {revision}") from None
+
+    async def read(self, name: str) -> StoredWorkflow | None:
+        found = await self.read_body(name)
+        if found is None:
+            return None
+        body, revision = found
+        return StoredWorkflow(read_workflow(body, policy=self._policy), revision)
 
     async def get(self, name: str) -> TTSWorkflow | None:
         stored = await self.read(name)
         return stored.workflow if stored else None
 
     async def list(self) -> list[TTSWorkflow]:
-        try:
-            names = await self._kv.keys()
-        except NoKeysError:
-            return []
-        found = [await self.get(name) for name in names]
-        return [workflow for workflow in found if workflow is not None]
+        return [read_workflow(body, policy=self._policy) for body in await self.bodies()]
 
     async def replace_status(self, name: str, status: TTSWorkflowStatus, *, revision: int) -> int:
         """Write ``status`` if the record is still at ``revision``; return the new revision."""
-        stored = await self.read(name)
-        if stored is None:
+        found = await self.read_body(name)
+        if found is None:
             raise RecordConflictError(f"workflow {name!r} no longer exists")
-        updated = stored.workflow.model_copy(update={"status": status})
-        try:
-            return await self._kv.update(name, json.dumps(updated.to_k8s()).encode(), last=revision)
-        except KeyWrongLastSequenceError:
-            raise RecordConflictError(f"workflow {name!r} changed since revision {revision}") from None
+        body, _ = found
+        body["status"] = status.to_k8s()
+        return await self.write_body(name, body, revision=revision)
 
     async def delete(self, name: str) -> bool:
-        if await self.read(name) is None:
-            return False
+        """Ask for deletion, as ``kubectl delete`` does on an object with a finalizer: the record gets
+        ``metadata.deletionTimestamp``; local mode's operator cancels its job, then purges it."""
+        for _ in range(MAX_WRITE_RETRIES):
+            found = await self.read_body(name)
+            if found is None:
+                return False
+            body, revision = found
+            metadata = body.setdefault("metadata", {})
+            if metadata.get("deletionTimestamp"):
+                return True
+            metadata["deletionTimestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            try:
+                await self.write_body(name, body, revision=revision)
+                return True
+            except RecordConflictError:
+                continue
+        raise RecordConflictError(f"workflow {name!r} kept changing; try deleting it again")
+
+    async def purge(self, name: str) -> None:
+        """Remove the record for good (after its deletion was handled)."""
         await self._kv.purge(name)
-        return True
 
     # --- waiting for a change ------------------------------------------------------------------
 

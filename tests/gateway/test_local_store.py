@@ -78,9 +78,14 @@ async def test_missing_records(store: LocalWorkflowStore) -> None:
         await store.replace_status("nope", TTSWorkflowStatus(), revision=1)
 
 
-async def test_delete(store: LocalWorkflowStore) -> None:
+async def test_delete_marks_the_record_and_purge_removes_it(store: LocalWorkflowStore) -> None:
     await store.create("wf-1", SPEC)
     assert await store.delete("wf-1")
+    marked = await store.get("wf-1")
+    assert marked is not None  # like an object with a finalizer: still there, marked
+    assert (marked.metadata.model_extra or {}).get("deletionTimestamp")
+    assert await store.delete("wf-1")  # asking twice is fine
+    await store.purge("wf-1")
     assert await store.get("wf-1") is None
     await store.create("wf-1", SPEC)  # the name is free again
 
