@@ -41,7 +41,9 @@ class WorkerSettings(BaseSettings):
         default="auto", description="torch device for indextts2: auto (cuda:N when present, else cpu)."
     )
     require_gpu: bool = Field(
-        default=False, description="Fail jobs with GPU_UNAVAILABLE when no CUDA device is present."
+        default=False,
+        description="Without a CUDA device the engine does not load (GPU_UNAVAILABLE, model state "
+        "error, never ready).",
     )
     use_fp16: bool = Field(default=True, description="fp16 inference on CUDA (ignored on CPU).")
     max_mel_tokens: int = Field(
@@ -51,6 +53,11 @@ class WorkerSettings(BaseSettings):
     text_language: str | None = Field(
         default=None,
         description="IndexTTS2 text normalization language (zh, en); unset: both, chosen per text.",
+    )
+    nemo_cache_dir: Path | None = Field(
+        default=None,
+        description="Writable folder for IndexTTS2's compiled text-normalization grammars (the package "
+        "keeps them inside itself, read-only in a pod); unset: the package's folder.",
     )
     default_voice: Path | None = Field(
         default=None, description="Reference audio IndexTTS2 uses when a request names none (a local file)."

@@ -105,6 +105,23 @@ def classify_failure(exc: BaseException) -> TTSError:
     return TTSError(ErrorCode.PROCESSING_ERROR, f"IndexTTS2 failed: {type(exc).__name__}: {text}")
 
 
+def _use_grammar_cache(folder: Path) -> None:
+    """Compile and read NeMo's text-normalization grammars in ``folder`` instead of the package's own.
+
+    The package hard-codes a folder inside itself, which a pod's read-only root filesystem refuses.
+    """
+    from indextts.utils import front
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def normalizer(_self: Any, lang: str) -> Any:
+        from nemo_text_processing.text_normalization.normalize import Normalizer
+
+        return Normalizer(input_case="cased", lang=lang, cache_dir=str(folder))
+
+    front.TextNormalizer._get_nemo_normalizer = normalizer
+
+
 class IndexTTS2Engine:
     name = "indextts2"
 
@@ -121,6 +138,7 @@ class IndexTTS2Engine:
         cache_size: int = 16,
         language: str | None = None,
         default_voice: Path | None = None,
+        nemo_cache_dir: Path | None = None,
     ) -> None:
         self.checkpoint_dir = checkpoint_dir
         self.hf_home = hf_home
@@ -130,6 +148,7 @@ class IndexTTS2Engine:
         self.generation = {"max_mel_tokens": max_mel_tokens, "num_beams": num_beams}
         self.language = language
         self.default_voice = default_voice
+        self.nemo_cache_dir = nemo_cache_dir
         self.speaker_cache = ConditioningCache(cache_size)
         self.emotion_cache = ConditioningCache(cache_size)
         self.model: Any = None
@@ -156,6 +175,7 @@ class IndexTTS2Engine:
             cache_size=settings.condition_cache_size,
             language=settings.text_language,
             default_voice=settings.default_voice,
+            nemo_cache_dir=settings.nemo_cache_dir,
         )
 
     @property
@@ -214,6 +234,8 @@ class IndexTTS2Engine:
         self.device = ("cuda:0" if cuda else "cpu") if self.device_setting == "auto" else self.device_setting
         from indextts import IndexTTS2
 
+        if self.nemo_cache_dir is not None:
+            _use_grammar_cache(self.nemo_cache_dir)
         self.model = IndexTTS2(
             model_dir=str(self.checkpoint_dir),
             cfg_path=str(config),

@@ -72,6 +72,8 @@ def engine(checkpoint: Checkpoint) -> IndexTTS2Engine:
         num_beams=1,
         cache_size=4,
         language="zh",
+        # As in a pod with a read-only root filesystem: grammars compiled into a writable folder.
+        nemo_cache_dir=checkpoint.model_dir.parent / "nemo_cache",
     )
     began = time.perf_counter()
     engine.load()
@@ -97,6 +99,7 @@ def test_the_engine_loads_the_checkpoint_and_reports_it(
     assert (described.model_type, described.model_version, described.device) == ("IndexTTS2", "2.0", "cpu")
     assert described.model_path == str(checkpoint.model_dir)
     assert described.capabilities.voice_cloning is True
+    assert list((checkpoint.model_dir.parent / "nemo_cache").glob("*.far"))  # zh grammars compiled there
 
 
 def test_every_seed_field_reaches_infer(engine: IndexTTS2Engine, voices: dict[str, Path]) -> None:
