@@ -87,6 +87,11 @@ class StageStatus(StatusModel):
     name: TaskName
     state: StageState = StageState.PENDING
     attempt: int = Field(default=0, ge=0, description="Dispatches so far; 1 for the first.")
+    queued_at: datetime | None = Field(
+        default=None,
+        description="When the current attempt was put on the jobs queue (for a retry: when its "
+        "backoff ends).",
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     output: dict[str, Any] | None = Field(

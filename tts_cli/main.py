@@ -15,8 +15,10 @@ from collections.abc import Sequence
 # name -> module implementing it
 SUBCOMMANDS: dict[str, str] = {
     "crd": "tts_cli.crd_command",
+    "local": "tts_cli.local_command",
     "submit": "tts_cli.submit_command",
     "worker": "inference_pod.cli",
+    "operator": "tts_operator.cli",
 }
 
 

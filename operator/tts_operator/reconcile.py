@@ -54,6 +54,9 @@ class Limits:
     max_attempts: int = 3
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
+    # A queued attempt is re-published (same Nats-Msg-Id) only this long after it was queued:
+    # within JetStream's de-duplication window (1 h), with a margin.
+    republish_window_seconds: float = 3240.0
 
     def backoff(self, failed_attempt: int) -> float:
         """Seconds to wait before the attempt after ``failed_attempt`` (1-based): doubling, capped."""
@@ -190,7 +193,7 @@ def reconcile(
         return _fail(workflow, exc.info(), now=now, cancel=True)
     match given:
         case Created() | Resumed():
-            return _resume(workflow, spec, limits=limits)
+            return _resume(workflow, spec, now=now, limits=limits)
         case WorkerEventInput(event=event):
             return _on_event(workflow, spec, event, now=now, limits=limits)
         case Tick():
@@ -244,16 +247,29 @@ def _reject(workflow: Workflow, exc: TTSError, *, now: datetime) -> Decision:
     return Decision(status, (PostEvent("Warning", "Failed", f"{exc.code.value}: {exc.message}"),))
 
 
-def _resume(workflow: Workflow, spec: TTSWorkflowSpec, *, limits: Limits) -> Decision:
-    """After a restart: re-publish a dispatch that may not have reached JetStream.
-
-    Only a stage still ``Queued`` is re-published, with its recorded attempt, hence the same
-    ``Nats-Msg-Id``: if the first publish landed, JetStream drops this one. A ``Running`` stage
-    is with a worker; the heartbeat timer watches it.
-    """
-    stage = _current(workflow.status)
-    if stage is None or stage.state != StageState.QUEUED:
+def _resume(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits) -> Decision:
+    """After a restart (or a re-run create handler): re-announce a queued stage, if it is due."""
+    stage = _in_hand(workflow.status)
+    if stage.state != StageState.QUEUED:
         return ignore("the current stage is with a worker")
+    return _reannounce(workflow, spec, stage, now=now, limits=limits)
+
+
+def _reannounce(
+    workflow: Workflow, spec: TTSWorkflowSpec, stage: StageStatus, *, now: datetime, limits: Limits
+) -> Decision:
+    """Re-publish a queued stage's recorded attempt, in case its first publish was lost.
+
+    The attempt is the recorded one, hence the same ``Nats-Msg-Id``: if the first publish landed,
+    JetStream drops this one as a duplicate. That holds within its de-duplication window only, so a
+    job queued longer ago is not re-published (it waits in the work queue until a worker takes it).
+    A retry is not published before its backoff ends.
+    """
+    queued = stage.queued_at or workflow.status.accepted_at or now
+    if now < queued:
+        return ignore(f"attempt {stage.attempt} is due at {queued.isoformat()} (backoff)")
+    if now >= queued + timedelta(seconds=limits.republish_window_seconds):
+        return ignore("queued longer than the de-duplication window: not re-published")
     return Decision(None, (PublishJob(_job(workflow, spec, stage.name, stage.attempt, limits=limits)),))
 
 
@@ -384,10 +400,10 @@ def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits
             "if jobs wait for a free GPU",
         )
         return _fail(workflow, error, now=now, cancel=True)
-    stage = _current(status)
-    if stage is None or stage.state != StageState.RUNNING:
+    stage = _in_hand(status)
+    if stage.state == StageState.QUEUED:
         # A queued job may wait for a free GPU as long as the workflow's timeout allows.
-        return ignore("no stage is running")
+        return _reannounce(workflow, spec, stage, now=now, limits=limits)
     last = (status.heartbeat.last_heartbeat if status.heartbeat else None) or stage.started_at
     if last is None or now - last <= timedelta(seconds=limits.heartbeat_stale_seconds):
         return ignore("the heartbeat is fresh")
@@ -439,6 +455,7 @@ def _dispatch(
     stage = status.stages[index]
     stage.state = StageState.QUEUED
     stage.attempt = attempt
+    stage.queued_at = now + timedelta(seconds=delay)
     stage.started_at = None
     stage.finished_at = None
     status.current_stage = stage.name

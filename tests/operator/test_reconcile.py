@@ -193,8 +193,10 @@ STORIES = [
         "a queued job waits for a GPU past the heartbeat limit, bounded by timeoutSeconds only",
         [
             Step(Created(), 0, Phase.QUEUED, ACCEPT),
-            Step(Tick(), 100, Phase.QUEUED, ignored=True),
-            Step(Tick(), 119, Phase.QUEUED, ignored=True),
+            # Each tick re-announces the queued attempt: the same Nats-Msg-Id, dropped by JetStream
+            # if the first publish landed; no new attempt, whatever the heartbeat limit.
+            Step(Tick(), 100, Phase.QUEUED, ["job speech/1"]),
+            Step(Tick(), 119, Phase.QUEUED, ["job speech/1"]),
             Step(Tick(), 120, Phase.FAILED, ["cancel speech/1", "event TimedOut"], ErrorCode.TASK_TIMEOUT),
             Step(ev(started()), 121, Phase.FAILED, error=ErrorCode.TASK_TIMEOUT, ignored=True),
         ],
@@ -208,6 +210,32 @@ STORIES = [
             Step(ev(heartbeat()), 599, Phase.RUNNING),
             Step(Tick(), 600, Phase.FAILED, ["cancel speech/1", "event TimedOut"], ErrorCode.TASK_TIMEOUT),
         ],
+    ),
+    Story(
+        "ticks re-announce a retry only when its backoff has ended",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(
+                ev(failed(code=ErrorCode.GPU_UNAVAILABLE, retryable=True)),
+                10,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+            Step(Tick(), 11, Phase.QUEUED, ignored=True),
+            Step(Resumed(), 11.5, Phase.QUEUED, ignored=True),
+            Step(Tick(), 12, Phase.QUEUED, ["job speech/2"]),
+            Step(Resumed(), 13, Phase.QUEUED, ["job speech/2"]),
+        ],
+    ),
+    Story(
+        "a job queued longer than the de-duplication window is not re-published",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(Tick(), 3239, Phase.QUEUED, ["job speech/1"]),
+            Step(Tick(), 3240, Phase.QUEUED, ignored=True),
+            Step(Resumed(), 3300, Phase.QUEUED, ignored=True),
+        ],
+        spec=spec(timeoutSeconds=7200),
     ),
     Story(
         "a retryable failure retries; the last attempt's failure fails with its own code",

@@ -1,0 +1,91 @@
+"""``indextts-k8s operator``: run the operator against the cluster, as ``kopf run`` would."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+
+HELP = "Run the operator: reconcile TTSWorkflows and dispatch their stages to inference pods over NATS."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NAMESPACE",
+        help="Watch this namespace (repeatable); default: TTS_OPERATOR_NAMESPACES, else all namespaces.",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="Watch every namespace (the default)."
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="Skip leader election: for a single replica (TTS_OPERATOR_LEADER_ELECTION=false does the same).",
+    )
+    parser.add_argument("--verbose", action="store_true", help="Log at debug level.")
+    parser.add_argument(
+        "--log-format", choices=["plain", "json"], default="plain", help="Log lines as text or as JSON."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+    import prometheus_client
+
+    from tts_operator.handlers import register
+    from tts_operator.leader import LeaderElector
+    from tts_operator.settings import Settings
+    from tts_operator.store import kube_api_client
+
+    settings = Settings()
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    log = logging.getLogger("tts_operator")
+    namespaces = [] if args.all_namespaces else (args.namespaces or settings.namespace_list())
+
+    lost = False
+
+    def on_lost() -> None:
+        nonlocal lost
+        lost = True
+        os.kill(os.getpid(), signal.SIGTERM)  # kopf stops gracefully; the pod restarts as a standby
+
+    elector = None
+    if settings.leader_election and not args.standalone:
+        elector = LeaderElector(
+            kube_api_client(settings.kube_api_url),
+            name=settings.lease_name,
+            namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            identity=os.environ.get("POD_NAME") or socket.gethostname(),
+            duration=settings.lease_duration_seconds,
+            renew_every=settings.lease_renew_seconds,
+            on_lost=on_lost,
+        )
+    registry = kopf.OperatorRegistry()
+    register(registry, settings, elector=elector)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
+    log.info(
+        "operator starting: %s, NATS %s, %s",
+        ", ".join(namespaces) if namespaces else "all namespaces",
+        settings.nats_url,
+        "leader election" if elector else "standalone",
+    )
+    kopf.run(
+        registry=registry,
+        standalone=True,  # kopf's peering is off: the Lease decides who reconciles (docs/operator.md)
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=settings.liveness_endpoint or None,
+        memo=kopf.Memo(),
+    )
+    return 1 if lost else 0

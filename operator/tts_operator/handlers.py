@@ -1,0 +1,112 @@
+"""The kopf handlers, thin: each turns one kopf callback into one input for the runner.
+
+:func:`register` puts them in a registry (the CLI's, or a test's); nothing registers on import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from tts_api.constants import API_GROUP, API_VERSION, FINISHED_PHASES, PLURAL
+from tts_operator.leader import LeaderElector
+from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick
+from tts_operator.runtime import Runtime
+from tts_operator.settings import Settings
+from tts_operator.store import KubernetesStore, WorkflowStore, workflow_from_body
+
+log = logging.getLogger(__name__)
+
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+# kopf keeps its own bookkeeping in annotations under this prefix (not in status, which is ours).
+KOPF_PREFIX = API_GROUP
+# How soon kopf retries a handler that failed (the API server or NATS was unreachable).
+RETRY_SECONDS = 2.0
+
+
+def _finished(status: Any) -> bool:
+    return bool(status) and status.get("phase") in FINISHED_PHASES
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    config: Settings,
+    *,
+    store_factory: Callable[[], WorkflowStore] | None = None,
+    elector: LeaderElector | None = None,
+) -> None:
+    """Register the operator's handlers in ``registry``.
+
+    ``store_factory`` defaults to the Kubernetes API (``config.kube_api_url``, else in-cluster, else
+    KUBECONFIG); ``elector``, when given, is won before anything is reconciled.
+    """
+
+    if config.kube_api_url:
+        # Only when configured: an API server reached without credentials (kubectl proxy, tests).
+        @kopf.on.login(registry=registry)
+        def login_without_credentials(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=config.kube_api_url, insecure=True)
+
+    @kopf.on.startup(registry=registry)
+    async def operator_started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+        settings.posting.level = logging.WARNING  # the operator posts its own Events for transitions
+        if elector is not None:
+            await elector.acquire()
+        store = (
+            store_factory()
+            if store_factory
+            else KubernetesStore.connect(config.kube_api_url, config.namespace_list())
+        )
+        memo.runtime = await Runtime.start(config, store)
+
+    @kopf.on.cleanup(registry=registry)
+    async def operator_stopped(memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = memo.get("runtime")
+        if runtime is not None:
+            await runtime.stop()
+        if elector is not None:
+            await elector.release()
+
+    async def reconcile(given: Input, body: kopf.Body, memo: kopf.Memo) -> None:
+        if elector is not None and not elector.leading:
+            raise kopf.TemporaryError("this replica is not the leader", delay=RETRY_SECONDS)
+        runtime: Runtime = memo.runtime
+        try:
+            await runtime.runner.handle(given, workflow=workflow_from_body(body))
+        except Exception as exc:
+            raise kopf.TemporaryError(f"{type(given).__name__} failed: {exc}", delay=RETRY_SECONDS) from exc
+
+    @kopf.on.create(*RESOURCE, registry=registry, backoff=RETRY_SECONDS)
+    async def ttsworkflow_created(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(Created(), body, memo)
+
+    @kopf.on.resume(*RESOURCE, registry=registry, backoff=RETRY_SECONDS)
+    async def ttsworkflow_resumed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(Resumed(), body, memo)
+
+    @kopf.on.delete(*RESOURCE, registry=registry, backoff=RETRY_SECONDS)
+    async def ttsworkflow_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(Deleted(), body, memo)
+
+    @kopf.timer(
+        *RESOURCE,
+        registry=registry,
+        interval=config.tick_seconds,
+        when=lambda status, **_: not _finished(status),
+    )
+    async def ttsworkflow_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(Tick(), body, memo)
+
+    @kopf.timer(
+        *RESOURCE,
+        registry=registry,
+        interval=config.ttl_check_seconds,
+        when=lambda status, **_: _finished(status),
+    )
+    async def ttsworkflow_expiry(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(Tick(), body, memo)

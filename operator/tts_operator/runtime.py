@@ -1,0 +1,52 @@
+"""One operator process's parts, wired: NATS, the store, the runner and the events consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+from tts_api.jetstream import ensure_jetstream
+from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
+from tts_operator.runner import Runner
+from tts_operator.settings import Settings
+from tts_operator.store import WorkflowStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    nc: NatsClient
+    runner: Runner
+    consumer_task: asyncio.Task[None]
+
+    @classmethod
+    async def start(cls, settings: Settings, store: WorkflowStore) -> Runtime:
+        nc = await nats.connect(
+            settings.nats_url, name="indextts-operator", max_reconnect_attempts=-1, connect_timeout=5
+        )
+        js = nc.jetstream()
+        await ensure_jetstream(js)
+        await ensure_operator_consumer(js)
+        runner = Runner(
+            store, nc, js, limits=settings.limits(), batch_seconds=settings.heartbeat_batch_seconds
+        )
+        runner.events_caught_up = False  # ticks wait until the events backlog is read
+        consumer = EventsConsumer(js, runner)
+        task = asyncio.create_task(consumer.run(), name="tts-operator-events")
+        log.info("operator connected to NATS at %s; reading worker events", settings.nats_url)
+        return cls(settings, nc, runner, task)
+
+    async def stop(self) -> None:
+        self.consumer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.consumer_task
+        await self.runner.close()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()

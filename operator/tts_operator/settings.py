@@ -1,0 +1,81 @@
+"""The operator's settings, from the environment (prefix ``TTS_OPERATOR_``); see docs/operator.md."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tts_operator.reconcile import Limits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTS_OPERATOR_", frozen=True, extra="ignore")
+
+    nats_url: str = Field(default="nats://nats:4222", description="NATS server with JetStream.")
+    default_timeout_seconds: int = Field(
+        default=600, ge=1, le=24 * 3600, description="A workflow's time limit when its spec sets none."
+    )
+    default_ttl_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="Delete finished workflows this long after they finish, when "
+        "their spec sets no ttlSecondsAfterFinished.",
+    )
+    heartbeat_stale_seconds: float = Field(
+        default=30.0, gt=0, description="A running stage with no sign of life for this long is redispatched."
+    )
+    max_attempts: int = Field(default=3, ge=1, description="Dispatches of one stage before it fails.")
+    backoff_base_seconds: float = Field(
+        default=2.0, ge=0, description="Wait before attempt 2; doubled for each further attempt."
+    )
+    backoff_max_seconds: float = Field(default=60.0, ge=0, description="The longest wait before a retry.")
+    tick_seconds: float = Field(
+        default=5.0, gt=0, description="How often each unfinished workflow is checked for timeouts."
+    )
+    ttl_check_seconds: float = Field(
+        default=60.0, gt=0, description="How often finished workflows are checked for their time to live."
+    )
+    heartbeat_batch_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Heartbeat-only status changes are written at most this often per workflow (0: at once).",
+    )
+    namespaces: str = Field(
+        default="", description="Comma-separated namespaces to watch; empty: all namespaces."
+    )
+    leader_election: bool = Field(
+        default=True,
+        description="Take a coordination.k8s.io Lease before reconciling, so that of "
+        "several replicas only one acts.",
+    )
+    lease_name: str = Field(default="indextts-operator", description="The Lease's name.")
+    lease_namespace: str = Field(
+        default="",
+        description="The Lease's namespace; empty: the pod's namespace (POD_NAMESPACE), else default.",
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0, gt=0, description="A leader that has not renewed for this long is replaced."
+    )
+    lease_renew_seconds: float = Field(default=5.0, gt=0, description="How often the leader renews.")
+    kube_api_url: str = Field(
+        default="",
+        description="Talk to this API server without credentials (kubectl proxy, an "
+        "emulated API server in tests); empty: in-cluster, else KUBECONFIG.",
+    )
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus metrics; 0: off.")
+    liveness_endpoint: str = Field(
+        default="", description="kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz; empty: off."
+    )
+
+    def limits(self) -> Limits:
+        return Limits(
+            default_timeout_seconds=self.default_timeout_seconds,
+            default_ttl_seconds=self.default_ttl_seconds,
+            heartbeat_stale_seconds=self.heartbeat_stale_seconds,
+            max_attempts=self.max_attempts,
+            backoff_base_seconds=self.backoff_base_seconds,
+            backoff_max_seconds=self.backoff_max_seconds,
+        )
+
+    def namespace_list(self) -> list[str]:
+        return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]

@@ -1,0 +1,33 @@
+"""The real kopf operator against kmock (and against KUBECONFIG's cluster when it is set), with a
+real nats-server and the stub worker. The scenarios themselves are in scenarios.py."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from tests.operator.cluster import Cluster, crd_installed, emulated_api_server
+from tests.operator.scenarios import SCENARIOS
+
+Scenario = Callable[[Cluster, str], Awaitable[None]]
+
+
+@pytest.fixture(params=["kmock", "kubeconfig"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    if request.param == "kmock":
+        with emulated_api_server() as url:
+            yield Cluster(url, "default", emulated=True)
+        return
+    if not os.environ.get("KUBECONFIG"):
+        pytest.skip("KUBECONFIG is not set: no real cluster to run against")
+    if not crd_installed(""):
+        pytest.skip("the TTSWorkflow CRD is not installed: kubectl apply -f crds/")
+    yield Cluster("", os.environ.get("TTS_E2E_NAMESPACE", "default"), emulated=False)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+async def test_scenario(scenario: Scenario, cluster: Cluster, nats_url: str) -> None:
+    await scenario(cluster, nats_url)
