@@ -180,3 +180,11 @@ def test_worker_ids_and_registry_keys() -> None:
     assert settings.worker_id("gpu0") == "indextts-worker-7d9f/gpu0"
     assert registry_key("indextts-worker-7d9f/gpu0") == "indextts-worker-7d9f_gpu0"
     assert registry_key("pod.example/cpu0") == "pod_example_cpu0"
+
+
+def test_every_worker_setting_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "inference-pod.md").read_text(encoding="utf-8")
+    missing = [name for name in WorkerSettings.model_fields if f"`TTS_WORKER_{name.upper()}`" not in doc]
+    assert missing == []
