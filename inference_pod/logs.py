@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-_CONTEXT_FIELDS = ("job_id", "workflow", "worker_id")
+_CONTEXT_FIELDS = ("job_id", "workflow", "workflow_uid", "worker_id")
 
 
 class JsonFormatter(logging.Formatter):

@@ -240,16 +240,19 @@ class Worker:
         except MessageError as exc:
             await self._reject(message, str(exc))
             return
-        adapter = logging.LoggerAdapter(log, {"job_id": job.job_id, "workflow": job.workflow.name})
+        adapter = logging.LoggerAdapter(
+            log, {"job_id": job.job_id, "workflow": job.workflow.name, "workflow_uid": job.workflow.uid}
+        )
         hand = JobInHand(job=job, message=message, started_at=datetime.now(UTC))
         wait = max(0.0, (hand.started_at - job.dispatched_at).total_seconds())
         self.metrics.queue_wait_seconds.observe(wait)
         early = self._early_refusal(job, delivered)
         if early is not None:
             adapter.info("job %s refused before it started: %s", job.job_id, early.message)
-            await self._publish(self._failed(job, early))
+            await self._publish(self._failed(job, early), dedupe=f"{job.job_id}/failed")
             await message.ack_sync()
-            self.metrics.jobs.labels(job.task.value, Outcome.FAILED.value).inc()
+            outcome = Outcome.CANCELLED if job.job_id in self._cancelled_early else Outcome.FAILED
+            self.metrics.jobs.labels(job.task.value, outcome.value).inc()
             return
         self.current = hand
         self.metrics.busy.labels(self.slot).set(1)

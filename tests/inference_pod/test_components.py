@@ -175,3 +175,23 @@ async def test_readiness_turns_true_only_when_the_model_is_loaded() -> None:
 def test_the_worker_subcommand_is_registered() -> None:
     args = build_parser().parse_args(["worker", "--engine", "espeak", "--http-port", "0"])
     assert (args.engine, args.http_port) == ("espeak", 0)
+
+
+def test_log_records_about_a_job_carry_its_ids() -> None:
+    import json
+    import logging
+
+    from inference_pod.logs import JsonFormatter
+
+    record = logging.LogRecord(
+        "inference_pod.worker", logging.INFO, __file__, 1, "job %s started", ("u/x/1",), None
+    )
+    record.job_id, record.workflow, record.workflow_uid = "u/x/1", "hello", "u"
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "job u/x/1 started"
+    assert (line["job_id"], line["workflow"], line["workflow_uid"], line["level"]) == (
+        "u/x/1",
+        "hello",
+        "u",
+        "info",
+    )
