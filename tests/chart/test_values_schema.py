@@ -71,3 +71,41 @@ def test_every_schema_property_has_a_default_in_values_yaml() -> None:
 
 def test_the_cpu_values_file_passes_the_schema(helm: Helm) -> None:
     assert helm.template(values=[CPU_VALUES])
+
+
+# Keys every component has, documented once for all in docs/helm.md rather than per component.
+COMMON_KEYS = {
+    "image",
+    "resources",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "podAnnotations",
+    "podLabels",
+    "extraEnv",
+}
+
+
+def test_docs_helm_md_documents_every_value() -> None:
+    from tests.chart.helm import REPO
+
+    docs = (REPO / "docs" / "helm.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    undocumented: list[str] = []
+
+    def walk(value: object, node: dict[str, object], path: list[str]) -> None:
+        properties = node.get("properties")
+        if isinstance(value, dict) and isinstance(properties, dict):
+            for key, child in value.items():
+                if len(path) == 1 and key in COMMON_KEYS:
+                    continue
+                walk(child, properties[key], [*path, key])
+            return
+        dotted = ".".join(path)
+        last = "." + path[-1]
+        if f"`{dotted}`" not in docs and not (f"`{'.'.join(path[:-1])}" in docs and f"`{last}`" in docs):
+            undocumented.append(dotted)
+
+    walk(values, schema, [])
+    assert undocumented == []
