@@ -1,0 +1,182 @@
+"""The runner and the events consumer over a real nats-server and an in-memory store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from tests.operator.builders import SPEECH, completed, heartbeat, spec, started
+from tests.operator.cluster import eventually
+from tests.operator.memory_store import MemoryStore
+from tts_api.jetstream import ensure_jetstream
+from tts_api.messages import WorkflowRef, encode, make_job_id
+from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
+from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
+from tts_operator.reconcile import Created, Limits, Resumed, Tick, WorkerEventInput
+from tts_operator.runner import Runner
+
+BATCH = 0.3
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[tuple[NatsClient, JetStreamContext]]:
+    nc = await nats.connect(nats_url)
+    context = nc.jetstream()
+    await ensure_jetstream(context)
+    yield nc, context
+    await nc.close()
+
+
+def make_runner(store: MemoryStore, nc: NatsClient, context: JetStreamContext) -> Runner:
+    return Runner(store, nc, context, limits=Limits(), batch_seconds=BATCH)
+
+
+class Acks:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> None:
+        self.count += 1
+
+
+def as_event(event: object, name: str = "hello") -> WorkerEventInput:
+    """Builders make events for REF (uid-1); re-address them to the store's workflow."""
+    ref = WorkflowRef(uid=f"uid-{name}", name=name, namespace="default")
+    moved = event.model_copy(  # type: ignore[attr-defined]
+        update={"workflow": ref, "job_id": make_job_id(ref.uid, SPEECH, event.attempt)}  # type: ignore[attr-defined]
+    )
+    return WorkerEventInput(moved)
+
+
+async def jobs_stored(context: JetStreamContext) -> int:
+    return int((await context.stream_info(JOBS_STREAM)).state.messages)
+
+
+async def test_status_first_then_the_job_whose_replay_jetstream_drops(
+    js: tuple[NatsClient, JetStreamContext],
+) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    runner = make_runner(store, nc, context)
+    await runner.handle(Created(), workflow=workflow)
+    assert store.status("hello")["phase"] == "Queued"
+    assert await jobs_stored(context) == 1
+    message = await context.get_last_msg(JOBS_STREAM, "tts.jobs.generate_speech")
+    assert message.headers is not None
+    assert message.headers["Nats-Msg-Id"] == "uid-hello/generate_speech/1"
+    # A restart: kopf's resume handler, and a tick, re-announce the same attempt.
+    await runner.handle(Resumed(), workflow=workflow)
+    await runner.handle(Tick(), workflow=workflow)
+    assert await jobs_stored(context) == 1
+    assert [reason for _, reason in store.events] == ["Accepted", "Dispatched"]
+
+
+async def test_a_failed_status_write_does_nothing_else(js: tuple[NatsClient, JetStreamContext]) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    runner = make_runner(store, nc, context)
+    store.fail_patches = True
+    with pytest.raises(ConnectionError):
+        await runner.handle(Created(), workflow=workflow)
+    assert await jobs_stored(context) == 0
+    assert store.events == []
+    store.fail_patches = False
+    await runner.handle(Created(), workflow=workflow)  # kopf retries the handler
+    assert await jobs_stored(context) == 1
+
+
+async def test_heartbeats_are_batched_and_acknowledged_once_written(
+    js: tuple[NatsClient, JetStreamContext],
+) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    runner = make_runner(store, nc, context)
+    await runner.handle(Created(), workflow=workflow)
+    await runner.handle(as_event(started()), namespace="default", name="hello")
+    assert len(store.patches) == 2
+    acks = Acks()
+    for done in (1, 2, 3):
+        await runner.handle(as_event(heartbeat(done=done)), namespace="default", name="hello", landed=acks)
+    assert (len(store.patches), acks.count) == (2, 0)  # held
+    await eventually(lambda: acks.count == 3, within=3, what="the batch was written")
+    assert len(store.patches) == 3
+    assert store.status("hello")["progress"] == 75
+    await runner.close()
+
+
+async def test_a_transition_writes_the_held_heartbeats_with_it(
+    js: tuple[NatsClient, JetStreamContext],
+) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    runner = make_runner(store, nc, context)
+    await runner.handle(Created(), workflow=workflow)
+    await runner.handle(as_event(started()), namespace="default", name="hello")
+    acks = Acks()
+    await runner.handle(as_event(heartbeat(done=2)), namespace="default", name="hello", landed=acks)
+    await runner.handle(as_event(completed()), namespace="default", name="hello", landed=acks)
+    assert acks.count == 2
+    assert len(store.patches) == 3
+    status = store.status("hello")
+    assert status["phase"] == "Succeeded"
+    assert status["heartbeat"]["pod"] == "pod-1"
+    await asyncio.sleep(BATCH * 2)
+    assert len(store.patches) == 3  # nothing was left to flush
+    await runner.close()
+
+
+async def test_ticks_wait_until_the_events_backlog_is_read(js: tuple[NatsClient, JetStreamContext]) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    clock = [datetime.fromisoformat("2026-01-01T00:00:00+00:00")]
+    runner = Runner(store, nc, context, limits=Limits(heartbeat_stale_seconds=30), clock=lambda: clock[0])
+    await runner.handle(Created(), workflow=workflow)
+    await runner.handle(as_event(started()), namespace="default", name="hello")
+    clock[0] = clock[0].replace(minute=5)
+    runner.events_caught_up = False
+    decision = await runner.handle(Tick(), workflow=workflow)
+    assert decision.ignored is not None
+    assert store.status("hello")["phase"] == "Running"
+    runner.events_caught_up = True
+    await runner.handle(Tick(), workflow=workflow)
+    assert store.status("hello")["stages"][0]["attempt"] == 2
+    await runner.close()
+
+
+async def test_the_durable_consumer_reads_events_sent_while_the_operator_was_down(
+    js: tuple[NatsClient, JetStreamContext],
+) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    runner = make_runner(store, nc, context)
+    await ensure_operator_consumer(context)
+    await runner.handle(Created(), workflow=workflow)
+    # The operator is "down": the worker's events wait in the stream; one unreadable message too.
+    uid = workflow.ref.uid
+    await context.publish(event_subject(uid, "junk"), b"not json")
+    for given in (as_event(started()), as_event(heartbeat(done=1)), as_event(completed())):
+        await context.publish(event_subject(uid, given.event.kind), encode(given.event))
+    consumer = asyncio.create_task(EventsConsumer(context, runner, fetch_timeout=0.5).run())
+    try:
+        await eventually(lambda: store.status("hello").get("phase") == "Succeeded", what="Succeeded")
+        await eventually(lambda: runner.events_caught_up, what="caught up")
+        info = await context.consumer_info(EVENTS_STREAM, OPERATOR_CONSUMER)
+        assert info.num_pending == 0
+        assert info.num_ack_pending == 0
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await runner.close()
+    assert store.status("hello")["result"]["outputPath"] == "/share/out/hello.wav"
