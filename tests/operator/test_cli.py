@@ -1,0 +1,67 @@
+"""``indextts-k8s operator`` as a process: against kmock and a real nats-server, metrics served."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from tests.operator.cluster import Cluster, emulated_api_server, phase_is
+from tests.operator.scenarios import speech_spec
+from tts_api.embedded_nats import free_port
+
+
+def test_help_lists_the_scope_and_leader_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tts_cli.main", "operator", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in ("--namespace", "--all-namespaces", "--standalone", "--log-format"):
+        assert option in result.stdout
+
+
+async def test_the_operator_process_dispatches_and_serves_metrics(nats_url: str) -> None:
+    metrics_port = free_port()
+    with emulated_api_server() as url:
+        cluster = Cluster(url, "default", emulated=True)
+        env = {
+            **os.environ,
+            "TTS_OPERATOR_KUBE_API_URL": url,
+            "TTS_OPERATOR_NATS_URL": nats_url,
+            "TTS_OPERATOR_METRICS_PORT": str(metrics_port),
+            "TTS_OPERATOR_LEADER_ELECTION": "true",
+            "TTS_OPERATOR_LEASE_RENEW_SECONDS": "0.5",
+            "POD_NAME": "operator-test-0",
+        }
+        process = subprocess.Popen(  # noqa: ASYNC220 (a child process for the length of the test)
+            [sys.executable, "-m", "tts_cli.main", "operator", "--all-namespaces"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            await cluster.create("from-cli", speech_spec())
+            body = await cluster.wait_for("from-cli", phase_is("Queued"), within=30)
+            assert body is not None
+            assert body["status"]["stages"][0]["attempt"] == 1
+            page = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+            )
+            text = page.decode()
+            assert 'tts_operator_dispatches_total{result="new",task="indextts.generate_speech"} 1.0' in text
+            assert "tts_operator_leader 1.0" in text
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                output, _ = await asyncio.to_thread(process.communicate, timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = process.communicate()
+        assert process.returncode == 0, output
+        assert "leading: Lease default/indextts-operator held by operator-test-0" in output
