@@ -44,7 +44,6 @@ def test_the_gateway_service_serves_port_8788(helm: Helm) -> None:
     ("name", "probe", "path", "port"),
     [
         ("gateway", "livenessProbe", "/healthz", "http"),
-        ("gateway", "readinessProbe", "/readyz", "http"),
         ("inference", "livenessProbe", "/healthz", "http"),
         ("inference", "readinessProbe", "/readyz", "http"),
         ("inference", "startupProbe", "/healthz", "http"),
