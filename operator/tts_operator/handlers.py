@@ -62,7 +62,14 @@ def register(
             if store_factory
             else KubernetesStore.connect(config.kube_api_url, config.namespace_list())
         )
-        memo.runtime = await Runtime.start(config, store)
+        runtime = await Runtime.start(config, store)
+        memo.runtime = runtime
+        if elector is not None:
+            # A replica that lost the Lease stops reading events at once, before it stops altogether.
+            def stop_reading() -> None:
+                runtime.consumer_task.cancel()
+
+            elector.on_lost(stop_reading)
 
     @kopf.on.cleanup(registry=registry)
     async def operator_stopped(memo: kopf.Memo, **_: Any) -> None:

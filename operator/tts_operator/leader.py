@@ -84,7 +84,7 @@ class LeaderElector:
         self.duration = duration
         self.renew_every = renew_every
         self.renew_deadline = duration * 2 / 3
-        self._on_lost = on_lost
+        self._on_lost: list[Callable[[], None]] = [on_lost] if on_lost else []
         self._clock = clock
         self._renewed_at: datetime | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -171,8 +171,12 @@ class LeaderElector:
         self.leading = False
         metrics.IS_LEADER.set(0)
         log.error("stopped leading: %s", reason)
-        if self._on_lost is not None:
-            self._on_lost()
+        for callback in self._on_lost:
+            callback()
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when leadership is lost (before the process stops)."""
+        self._on_lost.insert(0, callback)
 
     async def release(self) -> None:
         """Give the Lease up at a clean shutdown, so that a standby takes over at once."""
