@@ -86,15 +86,18 @@ def slow_workers(cluster: Cluster) -> SlowWorkers:
         revision = json.loads(cluster.helm("status", release.name, "-o", "json"))["version"]
         quota = gpu_quota(cluster)
         delay_env = [{"name": "TTS_WORKER_SYNTHETIC_DELAY_SECONDS", "value": str(delay)}]
+        # The engine through helm (a rollout within the quota), then the replicas with kubectl scale: the
+        # chart itself refuses more replicas than the quota grants (a rollout could never finish).
         cluster.helm(
             "upgrade", release.name, str(REPO / "charts" / "indextts"),
             "--reuse-values",
-            "--set", f"inference.replicas={replicas}",
             "--set", "inference.engine=synthetic",
             "--set-json", f"inference.extraEnv={json.dumps(delay_env)}",
+            "--wait", "--timeout", "5m",
         )  # fmt: skip
-        expected = min(replicas, quota) if quota is not None else replicas
         try:
+            cluster.kubectl("scale", "deployment", release.component("inference"), f"--replicas={replicas}")
+            expected = min(replicas, quota) if quota is not None else replicas
             eventually(
                 lambda: (
                     len(synthetic_ready(cluster)) == expected and len(cluster.pods("inference")) == expected

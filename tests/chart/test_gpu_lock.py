@@ -74,6 +74,8 @@ def test_rollouts_never_surge_past_the_quota(helm: Helm) -> None:
     ("set_values", "message"),
     [
         (("inference.gpus=0",), "gpuQuota.enabled with inference.gpus=0"),
+        (("inference.replicas=3", "gpuQuota.gpus=2"), r"inference.replicas x inference.gpus \(3\) exceeds"),
+        (("inference.gpus=2", "gpuQuota.gpus=1"), r"\(2\) exceeds gpuQuota.gpus \(1\)"),
         (("models.enabled=false",), "indextts2 needs a checkpoint"),
         (("inference.shutdownGraceSeconds=60",), "below inference.terminationGracePeriodSeconds"),
         (("operator.replicas=2", "operator.leaderElection=false"), "needs operator.leaderElection"),
