@@ -221,3 +221,28 @@ def test_every_variable_the_chart_sets_is_a_setting_of_that_process(
             continue
         for variable in env_of(pod["containers"][0]):
             assert variable in known_variables(SETTINGS[role]) | OTHER_VARIABLES, f"{role}: {variable}"
+
+
+@pytest.mark.parametrize(
+    ("probe", "ready", "status"),
+    [
+        ("livenessProbe", False, 200),
+        ("readinessProbe", False, 503),
+        ("readinessProbe", True, 200),
+        ("startupProbe", False, 200),
+    ],
+)
+def test_the_inference_probes_hit_the_worker_health_servers_routes(
+    helm: Helm, probe: str, ready: bool, status: int
+) -> None:
+    """The chart's probe paths, answered by the worker's own router (inference_pod/health_server.py)."""
+    from prometheus_client import CollectorRegistry
+
+    from inference_pod.health_server import HealthServer
+
+    container = container_of(helm.template(), "inference")
+    server = HealthServer(
+        "127.0.0.1", 0, ready=lambda: ready, alive=lambda: True, registry=CollectorRegistry()
+    )
+    code, _, _ = server.respond("GET", container[probe]["httpGet"]["path"])
+    assert code == status
