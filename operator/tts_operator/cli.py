@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    if not args.verbose:
+        # kopf logs every timer run at INFO; its warnings and errors still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     log = logging.getLogger("tts_operator")
     namespaces = [] if args.all_namespaces else (args.namespaces or settings.namespace_list())
 

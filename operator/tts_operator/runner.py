@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ from tts_operator.store import WorkflowGoneError, WorkflowStore
 log = logging.getLogger(__name__)
 
 Key = tuple[str | None, str]
+# How many published job ids the runner remembers (see Runner._landed).
+LANDED_MEMORY = 100_000
 Ack = Callable[[], Awaitable[Any]]
 
 
@@ -105,6 +108,9 @@ class Runner:
         self._entries: dict[Key, _Entry] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
         self._later: set[asyncio.Task[None]] = set()
+        # Jobs this process saw JetStream accept: re-announcing them again is pointless (a restarted
+        # process re-announces once, and JetStream drops it if it had landed).
+        self._landed: OrderedDict[str, None] = OrderedDict()
         # False until the events consumer has read the backlog: till then a heartbeat in status may
         # be stale only because its successors are still unread, so ticks wait.
         self.events_caught_up = True
@@ -277,7 +283,12 @@ class Runner:
                     await self.store.delete(ref)
 
     async def publish_job(self, job: JobMessage) -> None:
+        if job.job_id in self._landed:
+            return
         ack = await self._js.publish(job_subject(job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
+        self._landed[job.job_id] = None
+        while len(self._landed) > LANDED_MEMORY:
+            self._landed.popitem(last=False)
         duplicate = bool(ack.duplicate)
         metrics.DISPATCHES.labels(job.task.value, "duplicate" if duplicate else "new").inc()
         log.info(

@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from tests.operator.builders import SPEECH, completed, heartbeat, spec, started
 from tests.operator.cluster import eventually
 from tests.operator.memory_store import MemoryStore
+from tests.operator.scenarios import duplicates_dropped
 from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import WorkflowRef, encode, make_job_id
 from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
@@ -71,10 +72,17 @@ async def test_status_first_then_the_job_whose_replay_jetstream_drops(
     message = await context.get_last_msg(JOBS_STREAM, "tts.jobs.generate_speech")
     assert message.headers is not None
     assert message.headers["Nats-Msg-Id"] == "uid-hello/generate_speech/1"
-    # A restart: kopf's resume handler, and a tick, re-announce the same attempt.
-    await runner.handle(Resumed(), workflow=workflow)
+    # A re-run handler and a tick re-announce the same attempt: this process knows it landed.
+    await runner.handle(Created(), workflow=workflow)
     await runner.handle(Tick(), workflow=workflow)
     assert await jobs_stored(context) == 1
+    # A restarted process does not know: it re-publishes once, and JetStream drops the duplicate.
+    dropped = duplicates_dropped()
+    restarted = make_runner(store, nc, context)
+    await restarted.handle(Resumed(), workflow=await store.get("default", "hello"))
+    await restarted.handle(Tick(), workflow=await store.get("default", "hello"))
+    assert await jobs_stored(context) == 1
+    assert duplicates_dropped() == dropped + 1
     assert [reason for _, reason in store.events] == ["Accepted", "Dispatched"]
 
 
