@@ -103,14 +103,8 @@ app.kubernetes.io/part-of: indextts
 {{ toYaml .Values.containerSecurityContext }}
 {{- end -}}
 
-{{- define "indextts.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-{{ toYaml . }}
-{{- end }}
-{{- end -}}
 
-{{/* The shared volume's mount: (list $ readOnly) */}}
+{{/* The shared volume (the PVC the chart makes, or share.existingClaim). */}}
 {{- define "indextts.shareVolume" -}}
 - name: share
   persistentVolumeClaim:
