@@ -132,10 +132,12 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
 
 
 def pod_specs(docs: Sequence[Manifest]) -> Iterator[tuple[str, Manifest]]:
-    """(workload name, pod spec) of every workload."""
+    """(workload name, pod spec) of every workload and bare Pod (helm test hooks)."""
     for doc in docs:
         if doc["kind"] in WORKLOAD_KINDS:
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "Pod":
+            yield doc["metadata"]["name"], doc["spec"]
 
 
 def containers(pod: Manifest) -> list[Manifest]:

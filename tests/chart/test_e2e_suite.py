@@ -18,6 +18,7 @@ SCENARIOS = {
     "test_gpu_lock.py",
     "test_pod_loss.py",
     "test_admission.py",
+    "test_helm_test.py",
     "test_zz_uninstall.py",
 }
 
