@@ -363,7 +363,7 @@ class Worker:
                 self.metrics.real_time_factor.observe(result.processing_time / result.duration)
             return result
         if job.task is TaskName.HEALTH_CHECK:
-            gpu = probe_gpu(self.gpu_index or 0, import_torch=False)
+            gpu = probe_gpu(self.gpu_index or 0, import_torch=True)  # torch when installed
             # This slot answers the check itself, so its lock is free for the next job.
             return tasks.health_check(self.engine, gpu, busy=False, gpu_required=self.settings.require_gpu)
         if job.task is TaskName.GET_MODEL_INFO:

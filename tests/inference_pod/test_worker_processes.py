@@ -1,4 +1,7 @@
-"""Workers as real processes (``indextts-k8s worker``): killed, stopped, and what happens to their job."""
+"""Workers as real processes (``python -m inference_pod``, the same as ``indextts-k8s worker``).
+
+Killed, stopped, and what happens to their job.
+"""
 
 from __future__ import annotations
 
@@ -41,9 +44,7 @@ def spawn(nats_url: str, share: Path, tmp_path: Path) -> Iterator[Spawn]:
             **{f"TTS_WORKER_{key.upper()}": value for key, value in settings.items()},
         }
         log = (tmp_path / f"{pod}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tts_cli.main", "worker"], env=env, stdout=log, stderr=log
-        )
+        process = subprocess.Popen([sys.executable, "-m", "inference_pod"], env=env, stdout=log, stderr=log)
         processes.append(process)
         return process
 
