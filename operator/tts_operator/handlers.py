@@ -50,6 +50,12 @@ def register(
         def login_without_credentials(**_: Any) -> kopf.ConnectionInfo:
             return kopf.ConnectionInfo(server=config.kube_api_url, insecure=True)
 
+    else:
+        # A registry of our own has none of kopf's default logins: in-cluster, else KUBECONFIG.
+        @kopf.on.login(registry=registry)
+        def login_in_cluster_or_kubeconfig(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def operator_started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)

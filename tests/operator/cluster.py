@@ -183,6 +183,18 @@ def crd_installed(api_url: str) -> bool:
     return True
 
 
+def ensure_namespace(name: str, api_url: str = "") -> None:
+    from kubernetes import client
+    from kubernetes.client import ApiException
+
+    api: Any = client.CoreV1Api(kube_api_client(api_url))
+    try:
+        api.create_namespace({"metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:  # it exists
+            raise
+
+
 # --- the operator under test --------------------------------------------------------------------
 
 

@@ -8,6 +8,10 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
 
 from tests.operator.cluster import Cluster, emulated_api_server, phase_is
 from tests.operator.scenarios import speech_spec
@@ -25,13 +29,35 @@ def test_help_lists_the_scope_and_leader_options() -> None:
         assert option in result.stdout
 
 
-async def test_the_operator_process_dispatches_and_serves_metrics(nats_url: str) -> None:
+def kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig naming ``server``, as kind or a cloud provider would write one."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+        "current-context": "test",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("connection", ["kubeconfig", "api-url"])
+async def test_the_operator_process_dispatches_and_serves_metrics(
+    connection: str, nats_url: str, tmp_path: Path
+) -> None:
     metrics_port = free_port()
     with emulated_api_server() as url:
         cluster = Cluster(url, "default", emulated=True)
+        how = (
+            {"KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", url))}
+            if connection == "kubeconfig"
+            else {"TTS_OPERATOR_KUBE_API_URL": url}
+        )
         env = {
             **os.environ,
-            "TTS_OPERATOR_KUBE_API_URL": url,
+            **how,
             "TTS_OPERATOR_NATS_URL": nats_url,
             "TTS_OPERATOR_METRICS_PORT": str(metrics_port),
             "TTS_OPERATOR_LEADER_ELECTION": "true",
@@ -47,7 +73,11 @@ async def test_the_operator_process_dispatches_and_serves_metrics(nats_url: str)
         )
         try:
             await cluster.create("from-cli", speech_spec())
-            body = await cluster.wait_for("from-cli", phase_is("Queued"), within=30)
+            try:
+                body = await cluster.wait_for("from-cli", phase_is("Queued"), within=30)
+            except AssertionError as exc:
+                process.kill()
+                raise AssertionError(f"the operator's output: {process.communicate()[0][-5000:]}") from exc
             assert body is not None
             assert body["status"]["stages"][0]["attempt"] == 1
             page = await asyncio.to_thread(

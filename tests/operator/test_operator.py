@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from tests.operator.cluster import Cluster, crd_installed, emulated_api_server
+from tests.operator.cluster import Cluster, crd_installed, emulated_api_server, ensure_namespace
 from tests.operator.scenarios import SCENARIOS
 
 Scenario = Callable[[Cluster, str], Awaitable[None]]
@@ -24,7 +24,11 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         pytest.skip("KUBECONFIG is not set: no real cluster to run against")
     if not crd_installed(""):
         pytest.skip("the TTSWorkflow CRD is not installed: kubectl apply -f crds/")
-    yield Cluster("", os.environ.get("TTS_E2E_NAMESPACE", "default"), emulated=False)
+    # A namespace of its own, which no operator installed in the cluster watches: the operator under
+    # test runs in this process (with its own nats-server), as it does against kmock.
+    namespace = os.environ.get("TTS_OPERATOR_TEST_NAMESPACE", "tts-operator-test")
+    ensure_namespace(namespace)
+    yield Cluster("", namespace, emulated=False)
 
 
 @pytest.mark.timeout(90)
