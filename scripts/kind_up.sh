@@ -35,8 +35,9 @@ done
 # Fake GPUs: an extended resource in the node's status capacity (the kubelet leaves it be). The
 # scheduler and the ResourceQuota count nvidia.com/gpu as on a GPU node; the CPU image ignores it.
 for node in $(kubectl_ get nodes -o name); do
-  kubectl_ patch "$node" --subresource=status --type=json \
-    -p "[{\"op\": \"add\", \"path\": \"/status/capacity/nvidia.com~1gpu\", \"value\": \"$FAKE_GPUS\"}]"
+  kubectl_ patch "$node" --subresource=status --type=json -p "[
+    {\"op\": \"add\", \"path\": \"/status/capacity/nvidia.com~1gpu\", \"value\": \"$FAKE_GPUS\"},
+    {\"op\": \"add\", \"path\": \"/status/allocatable/nvidia.com~1gpu\", \"value\": \"$FAKE_GPUS\"}]"
 done
 
 "$HELM" upgrade --install "$RELEASE" charts/indextts \
