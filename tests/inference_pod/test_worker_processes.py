@@ -116,3 +116,31 @@ async def test_sigterm_hands_the_job_back_when_the_grace_period_runs_out(
 
     spawn("pod-b", synthetic_delay_seconds="0.5")
     assert (await bus.completed(job.job_id, seconds=20)).pod == "pod-b"
+
+
+async def test_a_process_with_two_slots_registers_both_and_turns_ready(bus: Bus, spawn: Spawn) -> None:
+    from tests.inference_pod.test_components import http_get
+    from tts_api.embedded_nats import free_port
+
+    port = free_port()
+    spawn("pod-two", synthetic_delay_seconds="0.1", slots="2", http_port=str(port))
+    bucket = await bus.js.key_value("tts_workers")
+    for _ in range(100):
+        try:
+            status, _ = await http_get(port, "/readyz")
+        except OSError:
+            status = 0
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 200
+    for slot in ("cpu0", "cpu1"):
+        for _ in range(50):  # the entry is refreshed just after the model is marked ready
+            entry = decode_entry((await bucket.get(registry_key(f"pod-two/{slot}"))).value or b"")
+            if entry.model_state == "ready":
+                break
+            await asyncio.sleep(0.1)
+        assert (entry.slot, entry.state, entry.model_state) == (slot, "idle", "ready")
+    _, metrics = await http_get(port, "/metrics")
+    assert 'tts_worker_model_ready{slot="cpu0"} 1.0' in metrics
+    assert 'tts_worker_model_ready{slot="cpu1"} 1.0' in metrics
