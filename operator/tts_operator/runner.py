@@ -164,7 +164,7 @@ class Runner:
             if decision.status is not None:
                 _observe(before.status, decision.status, given)
                 _log_transition(before, decision.status)
-            await self._perform(before.ref, decision.actions)
+            await self._perform(key, before.ref, decision.actions)
             if isinstance(given, Deleted) or any(isinstance(a, DeleteWorkflow) for a in decision.actions):
                 self._forget(key)
             return decision
@@ -260,11 +260,11 @@ class Runner:
 
     # --- actions --------------------------------------------------------------------------------
 
-    async def _perform(self, ref: WorkflowRef, actions: tuple[Action, ...]) -> None:
+    async def _perform(self, key: Key, ref: WorkflowRef, actions: tuple[Action, ...]) -> None:
         for action in actions:
             match action:
                 case PublishJob(job=job, delay_seconds=delay) if delay > 0:
-                    task = asyncio.create_task(self._publish_later(job, delay))
+                    task = asyncio.create_task(self._publish_later(key, job, delay))
                     self._later.add(task)
                     task.add_done_callback(self._later.discard)
                 case PublishJob(job=job):
@@ -302,13 +302,31 @@ class Runner:
         await self._nc.publish(CANCEL_SUBJECT, encode(cancel))
         log.info("cancelled job %s: %s", cancel.job_id, cancel.reason, extra=_extra(cancel.workflow))
 
-    async def _publish_later(self, job: JobMessage, delay: float) -> None:
+    async def _publish_later(self, key: Key, job: JobMessage, delay: float) -> None:
         await asyncio.sleep(delay)
+        entry = self._entries.get(key)
+        if entry is None or not _still_queued(entry.workflow.status, job):
+            # Superseded while it waited (deleted, timed out, failed): publishing it would waste a GPU.
+            log.info(
+                "not publishing %s: no longer the queued attempt", job.job_id, extra=_extra(job.workflow)
+            )
+            return
         try:
             await self.publish_job(job)
         except Exception:
             # The status records the attempt as queued: the next tick re-announces it.
             log.exception("publishing %s after its backoff failed; the next tick retries", job.job_id)
+
+
+def _still_queued(status: TTSWorkflowStatus, job: JobMessage) -> bool:
+    stage = status.stage(job.task)
+    return (
+        not status.phase.finished
+        and status.current_stage == job.task
+        and stage is not None
+        and stage.attempt == job.attempt
+        and stage.state == StageState.QUEUED
+    )
 
 
 def _extra(ref: WorkflowRef) -> dict[str, Any]:

@@ -11,15 +11,16 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from tests.operator.builders import SPEECH, completed, heartbeat, spec, started
+from tests.operator.builders import SPEECH, completed, failed, heartbeat, spec, started
 from tests.operator.cluster import eventually
 from tests.operator.memory_store import MemoryStore
 from tests.operator.scenarios import duplicates_dropped
+from tts_api.errors import ErrorCode
 from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import WorkflowRef, encode, make_job_id
 from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
-from tts_operator.reconcile import Created, Limits, Resumed, Tick, WorkerEventInput
+from tts_operator.reconcile import Created, Deleted, Limits, Resumed, Tick, WorkerEventInput
 from tts_operator.runner import Runner
 
 BATCH = 0.3
@@ -188,3 +189,25 @@ async def test_the_durable_consumer_reads_events_sent_while_the_operator_was_dow
         await asyncio.gather(consumer, return_exceptions=True)
         await runner.close()
     assert store.status("hello")["result"]["outputPath"] == "/share/out/hello.wav"
+
+
+@pytest.mark.parametrize("then", ["retry-published", "deleted-meanwhile"])
+async def test_a_retry_is_published_after_its_backoff_unless_superseded(
+    then: str, js: tuple[NatsClient, JetStreamContext]
+) -> None:
+    nc, context = js
+    store = MemoryStore()
+    workflow = store.add("hello", spec())
+    runner = Runner(store, nc, context, limits=Limits(backoff_base_seconds=0.3), batch_seconds=BATCH)
+    await runner.handle(Created(), workflow=workflow)
+    oom = failed(code=ErrorCode.INSUFFICIENT_MEMORY, retryable=True)
+    await runner.handle(as_event(oom), namespace="default", name="hello")
+    assert store.status("hello")["stages"][0]["attempt"] == 2
+    assert await jobs_stored(context) == 1  # not yet: the backoff runs
+    if then == "deleted-meanwhile":
+        current = await store.get("default", "hello")
+        assert current is not None
+        await runner.handle(Deleted(), workflow=current)
+    await asyncio.sleep(0.6)
+    assert await jobs_stored(context) == (2 if then == "retry-published" else 1)
+    await runner.close()
