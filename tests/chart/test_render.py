@@ -13,7 +13,7 @@ from kubernetes_validate.utils import SchemaNotFoundError
 from tests.chart.helm import CPU_VALUES, REPO, Helm, Manifest, by_kind, component, named
 
 EVERYTHING = Path(__file__).with_name("values-everything.yaml")
-KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")  # the oldest supported and the newest schemas we have
+KUBERNETES_VERSIONS = ("1.29.0", "1.30.0", "1.37.0")  # Chart.yaml's oldest, and the newest schemas we have
 
 VALUE_SETS: dict[str, tuple[Path, ...]] = {
     "default": (),
@@ -131,3 +131,19 @@ def test_every_service_selects_pods_of_the_release(helm: Helm) -> None:
         if workload["kind"] in {"Deployment", "StatefulSet"}:
             selector = workload["spec"]["selector"]["matchLabels"]
             assert selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "accepted"), [("1.28.9", False), ("1.29.0", True), ("1.37.1", True)]
+)
+def test_the_chart_states_the_kubernetes_versions_it_supports(
+    helm: Helm, kube_version: str, accepted: bool
+) -> None:
+    from tests.chart.helm import CHART, HelmError
+
+    args = ["template", "tts", str(CHART), "--kube-version", kube_version]
+    if accepted:
+        assert "kind: Deployment" in helm.run(*args)
+    else:
+        with pytest.raises(HelmError, match="kubeVersion"):
+            helm.run(*args)

@@ -40,6 +40,20 @@ def test_the_gateway_service_serves_port_8788(helm: Helm) -> None:
     assert gateway["args"] == ["gateway"]
 
 
+def test_the_operator_logs_in_the_chosen_format(helm: Helm) -> None:
+    assert container_of(helm.template(), "operator")["args"] == ["operator", "--log-format", "plain"]
+    docs = helm.template(set_values=["operator.logFormat=json"])
+    assert container_of(docs, "operator")["args"] == ["operator", "--log-format", "json"]
+
+
+def test_a_restricted_gateway_still_lets_the_charts_helm_test_in(helm: Helm) -> None:
+    docs = helm.template(set_values=["networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.team=web"])
+    (rule,) = policies(docs)["gateway"]["spec"]["ingress"]
+    assert rule["from"][0] == {"namespaceSelector": {"matchLabels": {"team": "web"}}}
+    assert rule["from"][1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "smoke-test"
+    assert len(rule["from"]) == 2
+
+
 @pytest.mark.parametrize(
     ("name", "probe", "path", "port"),
     [
@@ -253,7 +267,7 @@ def test_each_container_runs_a_subcommand_of_indextts_k8s(helm: Helm, name: str)
     """The images' ENTRYPOINT is `indextts-k8s`; the chart's args name the subcommand."""
     from tts_cli.main import SUBCOMMANDS
 
-    (subcommand,) = container_of(helm.template(), name)["args"]
+    subcommand = container_of(helm.template(), name)["args"][0]
     if subcommand not in SUBCOMMANDS and name == "gateway":
         pytest.skip("`indextts-k8s gateway` is not registered in tts_cli/main.py yet (the gateway's issue)")
     assert subcommand in SUBCOMMANDS
