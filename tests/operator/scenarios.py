@@ -200,6 +200,45 @@ async def finished_workflow_expires_after_its_ttl(cluster: Cluster, nats_url: st
         await cluster.wait_for(name, lambda body: body is None, within=15)
 
 
+async def chain_runs_in_order(cluster: Cluster, nats_url: str) -> None:
+    """A chain's stages are dispatched one after the other, each with its output in status."""
+    name = unique("chain")
+    spec = speech_spec()
+    spec["workflowConfig"]["workflowChain"] = ["indextts.health_check", "indextts.generate_speech"]
+    async with StubWorker(nats_url) as worker, running_operator(operator_settings(cluster, nats_url)):
+        worker.start_pulling()
+        await cluster.create(name, spec)
+        body = await cluster.wait_for(name, phase_is("Succeeded", "Failed"))
+        assert body is not None
+        status = body["status"]
+        assert status["phase"] == "Succeeded", status
+        assert [stage["state"] for stage in status["stages"]] == ["Succeeded", "Succeeded"]
+        assert status["stages"][0]["output"]["status"] == "healthy"
+        assert status["result"]["outputPath"] == "/share/out/op.wav"
+        assert [job.task.value for job in worker.jobs] == [
+            "indextts.health_check",
+            "indextts.generate_speech",
+        ]
+    await cluster.cleanup(name)
+
+
+async def worker_failure_fails_with_its_code(cluster: Cluster, nats_url: str) -> None:
+    """A failure the worker reports as not retryable fails the workflow with the worker's error code."""
+    name = unique("fail")
+    async with (
+        StubWorker(nats_url, mode="fail") as worker,
+        running_operator(operator_settings(cluster, nats_url)),
+    ):
+        worker.start_pulling()
+        await cluster.create(name, speech_spec())
+        body = await cluster.wait_for(name, phase_is("Failed", "Succeeded"))
+        assert body is not None
+        assert body["status"]["error"]["code"] == "MODEL_NOT_READY"
+        assert conditions(body)["Failed"] == "True"
+        assert len(worker.jobs) == 1
+    await cluster.cleanup(name)
+
+
 SCENARIOS = [
     created_workflow_succeeds,
     invalid_spec_fails_with_invalid_input,
@@ -207,4 +246,6 @@ SCENARIOS = [
     silent_worker_redispatch_then_timeout,
     deleting_a_running_workflow_cancels_its_job,
     finished_workflow_expires_after_its_ttl,
+    chain_runs_in_order,
+    worker_failure_fails_with_its_code,
 ]
