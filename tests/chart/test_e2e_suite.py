@@ -107,3 +107,24 @@ def test_unique_names_are_valid_kubernetes_names_and_differ() -> None:
 )
 def test_release_component_names_follow_the_charts_fullname(release: str, gateway: str) -> None:
     assert Release(name=release, namespace="x").component("gateway") == gateway
+
+
+def test_a_cluster_without_the_release_is_skipped_naming_release_and_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reachable cluster (a stand-in kubectl that answers /readyz) where the chart is not installed."""
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "if '--raw' in sys.argv: print('ok'); sys.exit(0)\n"
+        "print('Error from server (NotFound): deployments.apps not found', file=sys.stderr); sys.exit(1)\n"
+    )
+    kubectl.chmod(0o755)
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("KUBECTL", str(kubectl))
+    monkeypatch.setenv("E2E_RELEASE", "speech")
+    monkeypatch.setenv("E2E_NAMESPACE", "voice")
+    done = run_e2e(tmp_path, "-k", "rejects_a_bad_manifest", kubeconfig=str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the chart is not installed as release 'speech' in namespace 'voice'" in done.stdout
