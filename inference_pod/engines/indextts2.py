@@ -319,8 +319,18 @@ class IndexTTS2Engine:
             except JobCancelledError:
                 raise
             except Exception as exc:
-                raise classify_failure(exc) from exc
+                error = classify_failure(exc)
+                if error.code is ErrorCode.INSUFFICIENT_MEMORY:
+                    self._release_cached_memory()
+                raise error from exc
         return SynthesisOutcome(samples=samples, sample_rate=SAMPLE_RATE, warnings=warnings)
+
+    def _release_cached_memory(self) -> None:
+        """After running out of GPU memory, hand torch's cached blocks back before the next job."""
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _infer(self, arguments: dict[str, Any], request: SynthesisRequest, progress: ProgressCallback) -> Any:
         import torch

@@ -251,3 +251,21 @@ async def test_a_job_through_nats_on_the_indextts2_engine(
     assert result.model_info.model_type == "IndexTTS2"
     assert result.sample_rate == 22050
     assert (share / "out" / "i2.wav").stat().st_size > 44
+
+
+def test_running_out_of_gpu_memory_inside_infer_is_insufficient_memory(
+    engine: IndexTTS2Engine, voices: dict[str, Path]
+) -> None:
+    real_infer = engine.model.infer
+
+    def out_of_memory(**_: Any) -> Any:
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    engine.model.infer = out_of_memory
+    try:
+        with pytest.raises(TTSError) as caught:
+            engine.synthesize(SynthesisRequest(text=TEXT, reference_audio=voices["a"]), lambda d, t: None)
+    finally:
+        engine.model.infer = real_infer
+    assert caught.value.code is ErrorCode.INSUFFICIENT_MEMORY
+    assert engine.state is ModelState.READY  # the model stays loaded for the next job
