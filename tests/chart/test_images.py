@@ -127,6 +127,20 @@ def test_the_engine_image_compiles_the_nemo_grammars_at_build_time() -> None:
     assert "TextNormalizer().load()" in runs, "the pods' root filesystem is read-only"
 
 
+def test_the_engine_image_installs_torch_before_the_sources_so_code_changes_reuse_that_layer() -> None:
+    instructions = STAGES["venv-cuda"].instructions
+    heavy = instructions.index(
+        ("RUN", "/opt/venv/bin/pip install --no-cache-dir --requirement /tmp/constraints-cuda.txt")
+    )
+    first_source = min(
+        i for i, (kind, arg) in enumerate(instructions) if kind == "COPY" and "pyproject.toml" in arg
+    )
+    grammars = next(
+        i for i, (kind, arg) in enumerate(instructions) if kind == "RUN" and "TextNormalizer" in arg
+    )
+    assert heavy < grammars < first_source
+
+
 def test_the_cuda_constraints_pin_exact_versions() -> None:
     lines = [
         line.strip()
