@@ -13,7 +13,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,12 +23,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import AuthenticationError, key_accepted, presented_key
-from gateway.backend import BackendFactory, BackendHolder, WorkflowBackend
+from gateway.backend import BackendFactory, WorkflowBackend
 from gateway.metrics import REQUEST_SECONDS, REQUESTS, WORKFLOWS_SUBMITTED
-from gateway.monitoring import HeartbeatAllResponse, heartbeat_all
+from gateway.monitoring import (
+    GpuLockHealthResponse,
+    HeartbeatAllResponse,
+    StatisticsResponse,
+    gpu_lock_health,
+    heartbeat_all,
+    statistics,
+)
 from gateway.presenters import result_response, status_response, status_url
 from gateway.responses import AcceptedResponse, ErrorResponse, WorkflowStatusResponse
 from gateway.settings import GatewaySettings
+from gateway.worker_directory import WorkerDirectory
 from tts_api.constants import Phase
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.policy import ValidationPolicy
@@ -38,6 +47,24 @@ from tts_api.validation import parse_request
 log = logging.getLogger(__name__)
 
 UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
+
+
+Part = TypeVar("Part")
+WorkerDirectoryFactory = Callable[[], contextlib.AbstractAsyncContextManager[WorkerDirectory]]
+
+
+@dataclass
+class OpenedParts:
+    """What the app's lifespan opened: set while it serves, absent before and after."""
+
+    workflows: WorkflowBackend | None = None
+    workers: WorkerDirectory | None = None
+
+    @staticmethod
+    def need(part: Part | None) -> Part:
+        if part is None:
+            raise RuntimeError("the gateway is not serving: its backends are not open")
+        return part
 
 
 def new_workflow_name() -> str:
@@ -78,22 +105,30 @@ def not_found(workflow_id: str) -> JSONResponse:
     )
 
 
-def create_app(settings: GatewaySettings, open_backend: BackendFactory, policy: ValidationPolicy) -> FastAPI:
-    """The gateway over the backend ``open_backend`` yields for the app's lifetime; ``policy``
-    validates requests and locates audio files."""
+def create_app(
+    settings: GatewaySettings,
+    open_backend: BackendFactory,
+    policy: ValidationPolicy,
+    open_workers: WorkerDirectoryFactory,
+) -> FastAPI:
+    """The gateway over the workflow backend and worker directory the factories yield for the app's
+    lifetime; ``policy`` validates requests and locates audio files."""
     configured_key = settings.api_key.get_secret_value() if settings.api_key else None
-    holder = BackendHolder()
+    opened = OpenedParts()
 
     def workflows() -> WorkflowBackend:
-        return holder.get()
+        return opened.need(opened.workflows)
+
+    def workers() -> WorkerDirectory:
+        return opened.need(opened.workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_backend() as opened:
-            holder.current = opened
+        async with open_backend() as backend, open_workers() as directory:
+            opened.workflows, opened.workers = backend, directory
             log.info("gateway ready on %s:%s", settings.host, settings.port)
             yield
-            holder.current = None
+            opened.workflows = opened.workers = None
 
     async def require_key(request: Request) -> None:
         if request.url.path in UNAUTHENTICATED_PATHS:
@@ -233,6 +268,17 @@ def create_app(settings: GatewaySettings, open_backend: BackendFactory, policy: 
     @app.get("/api/v1/monitoring/heartbeat/all", response_model=HeartbeatAllResponse)
     async def heartbeats() -> HeartbeatAllResponse:
         return heartbeat_all(await workflows().list())
+
+    @app.get("/api/v1/monitoring/gpu-lock/health", response_model=GpuLockHealthResponse)
+    async def gpu_lock() -> GpuLockHealthResponse:
+        directory = workers()
+        return gpu_lock_health(
+            await directory.entries(), await workflows().list(), quota=await directory.gpu_quota()
+        )
+
+    @app.get("/api/v1/monitoring/statistics", response_model=StatisticsResponse)
+    async def stats() -> StatisticsResponse:
+        return statistics(await workers().entries(), await workflows().list())
 
     # --- operations -----------------------------------------------------------------------------
 

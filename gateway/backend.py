@@ -34,15 +34,3 @@ class WorkflowBackend(Protocol):
 
 
 BackendFactory = Callable[[], AbstractAsyncContextManager[WorkflowBackend]]
-
-
-class BackendHolder:
-    """The backend of a running app: set by its lifespan, absent before and after."""
-
-    def __init__(self) -> None:
-        self.current: WorkflowBackend | None = None
-
-    def get(self) -> WorkflowBackend:
-        if self.current is None:
-            raise RuntimeError("the gateway's workflow backend is not open (outside the app's lifespan)")
-        return self.current

@@ -181,6 +181,10 @@ class LocalWorkflowStore:
         """Remove the record for good (after its deletion was handled)."""
         await self._kv.purge(name)
 
+    async def watch_all(self) -> KeyValue.KeyWatcher:
+        """A watch of every record: first each as it is, then None, then every change."""
+        return await self._kv.watchall()
+
     # --- waiting for a change ------------------------------------------------------------------
 
     async def wait(self, name: str, predicate: Predicate, wait_seconds: float) -> TTSWorkflow | None:

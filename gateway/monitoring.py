@@ -1,18 +1,24 @@
-"""The seed's monitoring answers, computed from workflow records: plain functions, no I/O.
+"""The seed's monitoring answers: plain functions over workflow records and registry entries.
 
-``heartbeat/all`` lists every active task with its worker and last heartbeat; ``statistics``'s
-``system`` block counts finished stages. GPU and worker figures come from the worker registry.
+``heartbeat/all`` lists every active task with its worker and last heartbeat (from status);
+``gpu-lock/health`` shows one lock per worker slot as it really is (from the worker registry, whose
+entries lapse when a worker dies) and, in a cluster, the namespace's GPU quota; ``statistics``
+counts finished stages and busy slots.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.presenters import task_id
 from tts_api.constants import StageState
+from tts_api.errors import ErrorCode
+from tts_api.jetstream import WORKER_ENTRY_TTL_SECONDS
+from tts_api.registry import ModelState, WorkerEntry, WorkerState
 from tts_api.resource import TTSWorkflow
 
 ACTIVE_STATES = frozenset({StageState.QUEUED, StageState.RUNNING})
@@ -87,4 +93,147 @@ def system_statistics(workflows: Iterable[TTSWorkflow]) -> SystemStatistics:
         failed_tasks=failed,
         success_rate=round(succeeded / finished, 4) if finished else None,
         avg_processing_time=round(sum(durations) / len(durations), 3) if durations else None,
+    )
+
+
+# --- the GPU lock and worker statistics, from the worker registry ----------------------------------
+
+# The seed's health thresholds: below this success rate, or above this timeout rate, the lock
+# system reports itself degraded.
+MIN_SUCCESS_RATE = 0.8
+MAX_TIMEOUT_RATE = 0.2
+
+
+class GpuQuota(BaseModel):
+    """The namespace ResourceQuota on ``requests.nvidia.com/gpu``: the GPU lock's capacity."""
+
+    name: str
+    hard: int
+    used: int
+
+
+class GpuLock(BaseModel):
+    """One GPU slot: the seed's lock fields, plus who holds it."""
+
+    lock_key: str
+    locked: bool
+    last_acquired: datetime | None
+    expires_at: datetime | None = Field(
+        description="When the holder's registry entry lapses without a heartbeat."
+    )
+    worker_id: str
+    pod: str
+    gpu: str | None
+    job_id: str | None
+    workflow_id: str | None
+    model_state: str
+
+
+class HealthThresholds(BaseModel):
+    min_success_rate: float = MIN_SUCCESS_RATE
+    max_timeout_rate: float = MAX_TIMEOUT_RATE
+
+
+class GpuLockHealthResponse(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    total_locks: int
+    active_locks: int
+    locks: list[GpuLock]
+    health_thresholds: HealthThresholds
+    quota: GpuQuota | None = Field(default=None, description="The namespace's GPU quota, in a cluster.")
+    reasons: list[str] = Field(default_factory=list, description="Why the status is not healthy.")
+
+
+class GpuStatistics(BaseModel):
+    utilization: float | None = Field(description="Busy slots over all slots.")
+    memory_used: str | None
+    memory_total: str | None
+
+
+class WorkerStatistics(BaseModel):
+    total: int
+    active: int
+    idle: int
+
+
+class StatisticsResponse(BaseModel):
+    system: SystemStatistics
+    gpu: GpuStatistics
+    workers: WorkerStatistics
+
+
+def _gigabytes(size: int | None) -> str | None:
+    return None if size is None else f"{size / 1e9:.1f}GB"
+
+
+def timeout_rate(workflows: Iterable[TTSWorkflow]) -> float | None:
+    """The share of finished stages that failed with TASK_TIMEOUT."""
+    finished = [
+        stage
+        for workflow in workflows
+        for stage in workflow.status.stages
+        if stage.state in (StageState.SUCCEEDED, StageState.FAILED)
+    ]
+    timeouts = sum(
+        1 for stage in finished if stage.error is not None and stage.error.code is ErrorCode.TASK_TIMEOUT
+    )
+    return timeouts / len(finished) if finished else None
+
+
+def gpu_lock_health(
+    workers: list[WorkerEntry], workflows: list[TTSWorkflow], *, quota: GpuQuota | None = None
+) -> GpuLockHealthResponse:
+    """One lock per worker slot, busy while it holds a job; its health from the slots and the outcomes."""
+    locks = [
+        GpuLock(
+            lock_key=f"gpu_lock:{entry.worker_id}",
+            locked=entry.state is WorkerState.BUSY,
+            last_acquired=entry.job_started_at,
+            expires_at=entry.last_heartbeat + timedelta(seconds=WORKER_ENTRY_TTL_SECONDS),
+            worker_id=entry.worker_id,
+            pod=entry.pod,
+            gpu=entry.gpu,
+            job_id=entry.job_id,
+            workflow_id=entry.workflow.name if entry.workflow else None,
+            model_state=entry.model_state.value,
+        )
+        for entry in sorted(workers, key=lambda e: e.worker_id)
+    ]
+    reasons: list[str] = []
+    if not locks:
+        reasons.append("no inference worker is registered")
+    broken = [entry.worker_id for entry in workers if entry.model_state is ModelState.ERROR]
+    if broken:
+        reasons.append(f"model failed to load on {', '.join(sorted(broken))}")
+    rate = system_statistics(workflows).success_rate
+    if rate is not None and rate < MIN_SUCCESS_RATE:
+        reasons.append(f"success rate {rate:.2f} is below {MIN_SUCCESS_RATE}")
+    timeouts = timeout_rate(workflows)
+    if timeouts is not None and timeouts > MAX_TIMEOUT_RATE:
+        reasons.append(f"timeout rate {timeouts:.2f} is above {MAX_TIMEOUT_RATE}")
+    status: Literal["healthy", "degraded", "unhealthy"] = (
+        "unhealthy" if not locks or len(broken) == len(locks) else "degraded" if reasons else "healthy"
+    )
+    return GpuLockHealthResponse(
+        status=status,
+        total_locks=len(locks),
+        active_locks=sum(lock.locked for lock in locks),
+        locks=locks,
+        health_thresholds=HealthThresholds(),
+        quota=quota,
+        reasons=reasons,
+    )
+
+
+def statistics(workers: list[WorkerEntry], workflows: list[TTSWorkflow]) -> StatisticsResponse:
+    busy = sum(entry.state is WorkerState.BUSY for entry in workers)
+    on_gpu = [entry for entry in workers if entry.gpu_memory_total is not None]
+    return StatisticsResponse(
+        system=system_statistics(workflows),
+        gpu=GpuStatistics(
+            utilization=round(busy / len(workers), 4) if workers else None,
+            memory_used=_gigabytes(sum(e.gpu_memory_used or 0 for e in on_gpu)) if on_gpu else None,
+            memory_total=_gigabytes(sum(e.gpu_memory_total or 0 for e in on_gpu)) if on_gpu else None,
+        ),
+        workers=WorkerStatistics(total=len(workers), active=busy, idle=len(workers) - busy),
     )

@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from gateway.app import create_app
 from gateway.local_store import LocalWorkflowStore
 from gateway.settings import GatewaySettings
+from gateway.worker_directory import open_worker_directory
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowStatus
 
@@ -37,7 +38,7 @@ GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.Asyn
 
 
 @pytest.fixture
-def gateway(store: LocalWorkflowStore, policy: ValidationPolicy) -> GatewayFactory:
+def gateway(store: LocalWorkflowStore, policy: ValidationPolicy, nats_url: str) -> GatewayFactory:
     """``gateway(**settings)`` is an HTTP client for a gateway with those settings."""
 
     @contextlib.asynccontextmanager
@@ -46,7 +47,9 @@ def gateway(store: LocalWorkflowStore, policy: ValidationPolicy) -> GatewayFacto
         async def open_store() -> AsyncIterator[LocalWorkflowStore]:
             yield store
 
-        app = create_app(GatewaySettings(**settings), open_store, policy)
+        app = create_app(
+            GatewaySettings(**settings), open_store, policy, lambda: open_worker_directory(nats_url)
+        )
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

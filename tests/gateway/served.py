@@ -13,6 +13,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.local_store import open_local_store
 from gateway.settings import GatewaySettings
+from gateway.worker_directory import open_worker_directory
 from tts_api.embedded_nats import free_port
 from tts_api.policy import ValidationPolicy
 
@@ -22,7 +23,10 @@ def served_gateway(nats_url: str, policy: ValidationPolicy, **settings: Any) -> 
     """Yield the base URL of a gateway over the local store at ``nats_url``."""
     port = free_port()
     app = create_app(
-        GatewaySettings(port=port, **settings), lambda: open_local_store(nats_url, policy), policy
+        GatewaySettings.model_validate({**settings, "port": port}),
+        lambda: open_local_store(nats_url, policy),
+        policy,
+        lambda: open_worker_directory(nats_url),
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)

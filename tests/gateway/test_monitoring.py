@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.monitoring import heartbeat_all, system_statistics
+from gateway.monitoring import GpuQuota, gpu_lock_health, heartbeat_all, statistics, system_statistics
 from tts_api.constants import Phase, StageState, TaskName
+from tts_api.errors import ErrorCode, ErrorInfo
+from tts_api.jetstream import WORKER_ENTRY_TTL_SECONDS
+from tts_api.messages import WorkflowRef
+from tts_api.registry import ModelState, WorkerEntry, WorkerState
 from tts_api.resource import (
     HeartbeatStatus,
     ObjectMeta,
@@ -78,3 +82,114 @@ def test_statistics_count_finished_stages() -> None:
 def test_statistics_with_nothing_finished_have_no_rates() -> None:
     stats = system_statistics([record("x", (StageState.RUNNING, 1, None))])
     assert (stats.total_tasks, stats.success_rate, stats.avg_processing_time) == (0, None, None)
+
+
+# --- the GPU lock and statistics from registry entries -------------------------------------------
+
+HEARTBEAT = datetime(2025, 10, 12, 10, 30, tzinfo=UTC)
+
+
+def entry(
+    slot: str,
+    *,
+    busy: bool = False,
+    model: ModelState = ModelState.READY,
+    memory: tuple[int, int] | None = None,
+) -> WorkerEntry:
+    return WorkerEntry(
+        worker_id=f"inference-0/{slot}",
+        pod="inference-0",
+        slot=slot,
+        state=WorkerState.BUSY if busy else WorkerState.IDLE,
+        job_id="uid-a/generate_speech/1" if busy else None,
+        workflow=WorkflowRef(uid="uid-a", name="a", namespace="default") if busy else None,
+        job_started_at=HEARTBEAT if busy else None,
+        engine="indextts2",
+        model_state=model,
+        gpu="NVIDIA H100" if memory else None,
+        gpu_memory_used=memory[0] if memory else None,
+        gpu_memory_total=memory[1] if memory else None,
+        last_heartbeat=HEARTBEAT,
+        heartbeat_seconds=5,
+    )
+
+
+def finished_stages(
+    succeeded: int, failed: int, code: ErrorCode = ErrorCode.PROCESSING_ERROR
+) -> list[TTSWorkflow]:
+    stages = [(StageState.SUCCEEDED, 1, 1.0)] * succeeded + [(StageState.FAILED, 1, None)] * failed
+    workflows = [record(f"w{i}", stage) for i, stage in enumerate(stages)]
+    for workflow in workflows:
+        for stage in workflow.status.stages:
+            if stage.state is StageState.FAILED:
+                stage.error = ErrorInfo(code=code, message="x")
+    return workflows
+
+
+@pytest.mark.parametrize(
+    ("workers", "workflows", "status", "reason"),
+    [
+        ([], [], "unhealthy", "no inference worker"),
+        ([entry("gpu0")], [], "healthy", None),
+        ([entry("gpu0", busy=True), entry("gpu1")], finished_stages(9, 1), "healthy", None),
+        (
+            [entry("gpu0", model=ModelState.ERROR)],
+            [],
+            "unhealthy",
+            "model failed to load on inference-0/gpu0",
+        ),
+        ([entry("gpu0", model=ModelState.ERROR), entry("gpu1")], [], "degraded", "model failed to load"),
+        ([entry("gpu0")], finished_stages(7, 3), "degraded", "success rate 0.70 is below 0.8"),
+        (
+            [entry("gpu0")],
+            finished_stages(17, 3, ErrorCode.TASK_TIMEOUT) + finished_stages(0, 2, ErrorCode.TASK_TIMEOUT),
+            "degraded",
+            "timeout rate",
+        ),
+    ],
+)
+def test_gpu_lock_health(
+    workers: list[WorkerEntry], workflows: list[TTSWorkflow], status: str, reason: str | None
+) -> None:
+    health = gpu_lock_health(workers, workflows)
+    assert health.status == status
+    if reason is None:
+        assert health.reasons == []
+    else:
+        assert any(reason in given for given in health.reasons), health.reasons
+
+
+def test_each_slot_is_a_lock_held_by_its_job() -> None:
+    quota = GpuQuota(name="gpu-lock", hard=2, used=2)
+    health = gpu_lock_health([entry("gpu1"), entry("gpu0", busy=True)], [], quota=quota)
+    assert (health.total_locks, health.active_locks) == (2, 1)
+    busy, idle = health.locks
+    assert (busy.lock_key, busy.locked, busy.job_id, busy.workflow_id) == (
+        "gpu_lock:inference-0/gpu0",
+        True,
+        "uid-a/generate_speech/1",
+        "a",
+    )
+    assert busy.last_acquired == HEARTBEAT
+    assert busy.expires_at == HEARTBEAT + timedelta(seconds=WORKER_ENTRY_TTL_SECONDS)
+    assert (idle.locked, idle.job_id, idle.last_acquired) == (False, None, None)
+    assert health.quota == quota
+
+
+def test_statistics_of_workers_and_gpus() -> None:
+    stats = statistics(
+        [
+            entry("gpu0", busy=True, memory=(6_200_000_000, 8_000_000_000)),
+            entry("gpu1", memory=(1_000_000_000, 8_000_000_000)),
+        ],
+        finished_stages(19, 1),
+    )
+    assert (stats.workers.total, stats.workers.active, stats.workers.idle) == (2, 1, 1)
+    assert stats.gpu.utilization == 0.5
+    assert (stats.gpu.memory_used, stats.gpu.memory_total) == ("7.2GB", "16.0GB")
+    assert stats.system.success_rate == 0.95
+
+
+def test_statistics_without_gpus_or_workers() -> None:
+    stats = statistics([], [])
+    assert (stats.gpu.utilization, stats.gpu.memory_used, stats.workers.total) == (None, None, 0)

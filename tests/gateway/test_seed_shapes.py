@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
 
 from gateway.local_store import LocalWorkflowStore
 from gateway.presenters import result_response, status_response
 from tests.gateway.conftest import GatewayFactory, settle
 from tests.gateway.seed_shapes import (
     SEED_ERROR,
+    SEED_GPU_LOCK,
     SEED_HEALTH,
     SEED_HEARTBEATS,
     SEED_MODEL_INFO,
     SEED_PRESETS,
     SEED_SPEECH,
+    SEED_STATISTICS,
     SEED_STATUS,
     shape_errors,
 )
@@ -24,6 +28,8 @@ from tests.gateway.test_app import SPEECH, failed_with, running, succeeded
 from tests.gateway.test_presenters import OUTPUTS, done, workflow
 from tts_api.constants import Phase, TaskName
 from tts_api.errors import ErrorCode
+from tts_api.jetstream import ensure_jetstream
+from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 
 
 def test_the_check_catches_a_departure() -> None:
@@ -85,3 +91,39 @@ async def test_http_bodies_have_the_seeds_shape(gateway: GatewayFactory, store: 
 def test_status_of_a_running_workflow_has_the_seeds_shape() -> None:
     body = status_response(workflow(Phase.RUNNING, done(TaskName.GENERATE_SPEECH))).model_dump(mode="json")
     assert shape_errors(body, SEED_STATUS) == []
+
+
+async def test_monitoring_bodies_have_the_seeds_shape(
+    gateway: GatewayFactory, nats_client: Client, store: LocalWorkflowStore
+) -> None:
+    bucket = await ensure_jetstream(nats_client.jetstream())
+    busy = WorkerEntry(
+        worker_id="inference-0/gpu0",
+        pod="inference-0",
+        slot="gpu0",
+        state=WorkerState.BUSY,
+        job_id="u/generate_speech/1",
+        job_started_at=datetime.now(UTC),
+        engine="indextts2",
+        model_state=ModelState.READY,
+        gpu="NVIDIA H100",
+        gpu_memory_used=6_200_000_000,
+        gpu_memory_total=80_000_000_000,
+        heartbeat_seconds=5,
+    )
+    await bucket.put(registry_key(busy.worker_id), encode_entry(busy))
+    async with gateway() as client:
+        lock = (await client.get("/api/v1/monitoring/gpu-lock/health")).json()
+        stats = (await client.get("/api/v1/monitoring/statistics")).json()
+    assert shape_errors(lock, SEED_GPU_LOCK) == []
+    assert (lock["status"], lock["total_locks"], lock["active_locks"]) == ("healthy", 1, 1)
+    assert lock["locks"][0]["lock_key"] == "gpu_lock:inference-0/gpu0"
+    # Nothing has finished yet: no rates to report.
+    assert (
+        shape_errors(
+            stats, SEED_STATISTICS, nullable=frozenset({"system.success_rate", "system.avg_processing_time"})
+        )
+        == []
+    )
+    assert stats["workers"] == {"total": 1, "active": 1, "idle": 0}
+    assert stats["gpu"] == {"utilization": 1.0, "memory_used": "6.2GB", "memory_total": "80.0GB"}

@@ -1,0 +1,145 @@
+"""Local mode's operator: the operator's own runner and reconcile core, over the KV record store.
+
+In a cluster, kopf watches TTSWorkflows and calls the runner; here :class:`LocalDriver` watches the
+records bucket and calls the same runner with the same inputs (created, resumed, deleted, tick), and
+:class:`LocalOperatorStore` gives the runner the store it expects. No decision is made here: every
+one comes from :mod:`tts_operator.reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+from typing import Any, Literal
+
+from nats.js.kv import KV_DEL, KV_PURGE
+
+from gateway.local_store import MAX_WRITE_RETRIES, LocalWorkflowStore, RecordConflictError
+from tts_api.messages import WorkflowRef
+from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, Workflow
+from tts_operator.runner import Runner
+from tts_operator.store import WorkflowGoneError, workflow_from_body
+
+log = logging.getLogger(__name__)
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: ``patch`` applied to ``target`` (null deletes a key; lists are replaced whole)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result
+
+
+class LocalOperatorStore:
+    """The runner's :class:`~tts_operator.store.WorkflowStore`, over local mode's records."""
+
+    def __init__(self, records: LocalWorkflowStore) -> None:
+        self._records = records
+
+    async def get(self, namespace: str | None, name: str) -> Workflow | None:
+        found = await self._records.read_body(name)
+        return workflow_from_body(found[0]) if found else None
+
+    async def list(self) -> list[Workflow]:
+        return [workflow_from_body(body) for body in await self._records.bodies()]
+
+    async def patch_status(self, ref: WorkflowRef, patch: dict[str, Any]) -> None:
+        for _ in range(MAX_WRITE_RETRIES):
+            found = await self._records.read_body(ref.name)
+            if found is None or found[0].get("metadata", {}).get("uid") != ref.uid:
+                raise WorkflowGoneError(f"workflow {ref.name} no longer exists")
+            body, revision = found
+            body["status"] = apply_merge_patch(body.get("status") or {}, patch)
+            try:
+                await self._records.write_body(ref.name, body, revision=revision)
+                return
+            except RecordConflictError:
+                continue  # the gateway marked it for deletion meanwhile: apply the patch again
+        raise RecordConflictError(f"workflow {ref.name} kept changing while its status was written")
+
+    async def delete(self, ref: WorkflowRef) -> None:
+        found = await self._records.read_body(ref.name)
+        if found is not None and found[0].get("metadata", {}).get("uid") == ref.uid:
+            await self._records.purge(ref.name)
+
+    async def post_event(
+        self, ref: WorkflowRef, kind: Literal["Normal", "Warning"], reason: str, message: str
+    ) -> None:
+        """No API server to hold Events: they go to the log, where `make dev` shows them."""
+        level = logging.WARNING if kind == "Warning" else logging.INFO
+        log.log(level, "%s %s: %s", ref.name, reason, message, extra={"workflow_name": ref.name})
+
+
+class LocalDriver:
+    """Watches the records and feeds the runner, as kopf's handlers do in a cluster."""
+
+    def __init__(
+        self,
+        records: LocalWorkflowStore,
+        store: LocalOperatorStore,
+        runner: Runner,
+        *,
+        tick_seconds: float = 5.0,
+    ) -> None:
+        self._records = records
+        self._store = store
+        self._runner = runner
+        self._tick_seconds = tick_seconds
+
+    async def run(self) -> None:
+        """Until cancelled: follow the bucket and tick every workflow."""
+        ticking = asyncio.create_task(self._tick_forever(), name="local-operator-ticks")
+        try:
+            await self._follow()
+        finally:
+            ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking
+
+    async def _follow(self) -> None:
+        watcher = await self._records.watch_all()
+        resuming = True  # the watch first delivers every record as it is: the operator's resume
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    resuming = False
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                    continue
+                await self._on_record(json.loads(entry.value), resuming=resuming)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _on_record(self, body: dict[str, Any], *, resuming: bool) -> None:
+        workflow = workflow_from_body(body)
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            await self._handle(Deleted(), workflow)
+            await self._records.purge(workflow.ref.name)  # the finalizer's work is done
+            return
+        if resuming and not workflow.status.phase.finished:
+            await self._handle(Resumed(), workflow)
+        elif workflow.status.accepted_at is None and not workflow.status.phase.finished:
+            await self._handle(Created(), workflow)
+        # Any other change is the runner's own status write.
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_seconds)
+            for workflow in await self._store.list():
+                await self._handle(Tick(), workflow)
+
+    async def _handle(self, given: Input, workflow: Workflow) -> None:
+        try:
+            await self._runner.handle(given, workflow=workflow)
+        except Exception:
+            # As kopf would: log, and the next tick or change tries again.
+            log.exception("could not reconcile %s for %s", type(given).__name__, workflow.ref.name)

@@ -1,0 +1,189 @@
+"""``indextts-k8s local``: the whole stack on one machine, with no cluster (what `make dev` runs).
+
+One process runs an embedded nats-server, an inference worker (espeak by default, IndexTTS2 when a
+checkpoint is given), the operator's runner over a NATS KV record store, and the gateway on :8788.
+The seed's ``/share/...`` paths map to a local folder. Ctrl-C stops everything in order: the gateway
+stops taking requests, the worker finishes its job in hand, then the operator and NATS stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+HELP = "run the whole stack on this machine: NATS, a worker, the operator and the gateway on :8788"
+
+log = logging.getLogger("indextts.local")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8788, help="gateway port (default %(default)s, the seed's)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var"),
+        help="where NATS keeps its data and the shared folder lives (default ./%(default)s)",
+    )
+    parser.add_argument(
+        "--share-dir",
+        type=Path,
+        default=None,
+        help="the folder that /share/... paths map to (default DATA_DIR/share)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "espeak", "indextts2", "synthetic"],
+        default="auto",
+        help="speech engine (auto: indextts2 with --checkpoint, else espeak)",
+    )
+    parser.add_argument("--checkpoint", type=Path, default=None, help="an IndexTTS2 checkpoint directory")
+    parser.add_argument("--presets", type=Path, default=None, help="a voice-preset file (YAML)")
+    parser.add_argument("--workers", type=int, default=1, help="worker slots (default %(default)s)")
+    parser.add_argument("--nats-port", type=int, default=0, help="embedded NATS port (default: a free one)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("TTS_GATEWAY_API_KEY"),
+        help="require this API key (env TTS_GATEWAY_API_KEY)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    for noisy in ("nats", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    data_dir = args.data_dir.resolve()
+    share_dir = (args.share_dir or data_dir / "share").resolve()
+    share_dir.mkdir(parents=True, exist_ok=True)
+    # Every part reads the shared root from the environment (tts_api.policy); set it before they load.
+    os.environ["TTS_SHARED_DIR"] = str(share_dir)
+    os.environ.setdefault("TTS_SHARED_PREFIX", "/share")
+    from tts_api.embedded_nats import EmbeddedNats
+
+    with EmbeddedNats(data_dir / "nats", port=args.nats_port or None) as nats_server:
+        try:
+            return asyncio.run(_serve(args, nats_server.url, share_dir))
+        except KeyboardInterrupt:
+            return 130
+
+
+async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> int:
+    import nats
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.embedded_server import EmbeddedServer
+    from gateway.local_operator import LocalDriver, LocalOperatorStore
+    from gateway.local_store import LocalWorkflowStore, open_local_store
+    from gateway.settings import GatewaySettings
+    from gateway.worker_directory import open_worker_directory
+    from tts_api.jetstream import ensure_jetstream
+    from tts_api.policy import policy_from_env
+    from tts_operator.runtime import Runtime
+    from tts_operator.settings import Settings as OperatorSettings
+
+    policy_from_env.cache_clear()
+    policy = policy_from_env()
+    client = await nats.connect(nats_url, name="tts-local")
+    js = client.jetstream()
+    await ensure_jetstream(js)
+    records = await LocalWorkflowStore.open(js, policy)
+    operator_store = LocalOperatorStore(records)
+    operator_settings = OperatorSettings(nats_url=nats_url, leader_election=False, metrics_port=0)
+    runtime = await Runtime.start(operator_settings, operator_store)
+    driver = LocalDriver(records, operator_store, runtime.runner, tick_seconds=operator_settings.tick_seconds)
+    workers = _workers(args, nats_url, policy)
+
+    gateway_settings = GatewaySettings(
+        host=args.host, port=args.port, nats_url=nats_url, api_key=args.api_key
+    )
+    app = create_app(
+        gateway_settings,
+        lambda: open_local_store(nats_url, policy),
+        policy,
+        lambda: open_worker_directory(nats_url),
+    )
+    server = EmbeddedServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+
+    tasks: dict[str, asyncio.Task[Any]] = {
+        "operator": asyncio.create_task(driver.run(), name="local-operator"),
+        "operator events": runtime.consumer_task,
+        "gateway": asyncio.create_task(server.serve(), name="gateway"),
+        **{worker.worker_id: asyncio.create_task(worker.run(), name=worker.worker_id) for worker in workers},
+    }
+    engine = workers[0].engine.name if workers else "none"
+    log.info(
+        "IndexTTS2 local stack on http://%s:%d (engine %s, /share = %s, NATS %s); Ctrl-C stops it",
+        args.host,
+        args.port,
+        engine,
+        share_dir,
+        nats_url,
+    )
+    ended = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait([ended, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    failed = [name for name, task in tasks.items() if task in done and task.exception() is not None]
+    for name in failed:
+        log.error("%s stopped: %s", name, tasks[name].exception())
+
+    log.info("stopping: the gateway first, then the workers (finishing their jobs), then the operator")
+    server.should_exit = True
+    for worker in workers:
+        worker.request_stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            asyncio.gather(tasks["gateway"], *(tasks[w.worker_id] for w in workers), return_exceptions=True),
+            timeout=60,
+        )
+    tasks["operator"].cancel()
+    ended.cancel()
+    await asyncio.gather(tasks["operator"], ended, return_exceptions=True)
+    await runtime.stop()
+    await records.close()
+    await client.drain()
+    log.info("stopped")
+    return 1 if failed else 0
+
+
+def _workers(args: argparse.Namespace, nats_url: str, policy: Any) -> list[Any]:
+    from inference_pod.engines.factory import build_engine
+    from inference_pod.metrics import WorkerMetrics
+    from inference_pod.presets import load_presets
+    from inference_pod.settings import WorkerSettings
+    from inference_pod.worker import Worker
+
+    overrides: dict[str, Any] = {"nats_url": nats_url, "engine": args.engine, "http_port": 0}
+    if args.checkpoint is not None:
+        overrides["checkpoint_dir"] = args.checkpoint
+    if args.presets is not None:
+        overrides["presets_file"] = args.presets
+    settings = WorkerSettings(**overrides)
+    presets = load_presets(settings.presets_file)
+    metrics = WorkerMetrics()
+    return [
+        Worker(
+            settings=settings,
+            policy=policy,
+            engine=build_engine(settings, device="cpu"),
+            presets=presets,
+            slot=f"cpu{index}",
+            metrics=metrics,
+        )
+        for index in range(max(1, args.workers))
+    ]
