@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["auto", "espeak", "indextts2", "synthetic"]
@@ -102,6 +102,17 @@ class WorkerSettings(BaseSettings):
     synthetic_delay_seconds: float = Field(
         default=0.5, ge=0, description="Service time of the synthetic engine (benchmarks)."
     )
+
+    @model_validator(mode="after")
+    def _heartbeat_beats_the_ack_deadline(self) -> WorkerSettings:
+        # A job's ack deadline is pushed back every heartbeat; a slower heartbeat would let JetStream
+        # hand a running job to a second worker.
+        if self.heartbeat_seconds * 2 > self.ack_wait_seconds:
+            raise ValueError(
+                f"TTS_WORKER_HEARTBEAT_SECONDS ({self.heartbeat_seconds}) must be at most half of "
+                f"TTS_WORKER_ACK_WAIT_SECONDS ({self.ack_wait_seconds})"
+            )
+        return self
 
     def worker_id(self, slot: str) -> str:
         return f"{self.pod_name}/{slot}"

@@ -211,6 +211,16 @@ class Worker:
                 max_deliver=-1,
             ),
         )
+        ack_wait = (await consumer.consumer_info()).config.ack_wait
+        if ack_wait is not None and ack_wait < 2 * self.settings.heartbeat_seconds:
+            log.warning(
+                "the consumer %s was created with an ack deadline of %.1f s, under two heartbeats "
+                "(%.1f s): running jobs may be redelivered; raise its ack_wait or lower "
+                "TTS_WORKER_HEARTBEAT_SECONDS",
+                WORKERS_CONSUMER,
+                ack_wait,
+                self.settings.heartbeat_seconds,
+            )
         while not self._stopping.is_set():
             try:
                 messages = await consumer.fetch(1, timeout=self.settings.fetch_timeout_seconds)

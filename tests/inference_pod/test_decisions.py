@@ -188,3 +188,9 @@ def test_every_worker_setting_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "inference-pod.md").read_text(encoding="utf-8")
     missing = [name for name in WorkerSettings.model_fields if f"`TTS_WORKER_{name.upper()}`" not in doc]
     assert missing == []
+
+
+def test_the_heartbeat_must_beat_the_ack_deadline() -> None:
+    assert WorkerSettings(heartbeat_seconds=5, ack_wait_seconds=10).heartbeat_seconds == 5
+    with pytest.raises(ValueError, match="at most half"):
+        WorkerSettings(heartbeat_seconds=5, ack_wait_seconds=8)
