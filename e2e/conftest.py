@@ -18,6 +18,18 @@ import pytest
 
 from e2e.cluster import REPO, Cluster, CommandError, Release, eventually, find_helm, find_kubectl
 
+# Each test may roll the release out and back (helm upgrade, rollback: up to 5 minutes each).
+E2E_TEST_TIMEOUT_SECONDS = 1200
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A bounded time per test, longer than the project's default of 300 s."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in item.path.resolve().parents and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(E2E_TEST_TIMEOUT_SECONDS))
+
+
 HOW_TO = (
     "start one with `make kind-up` (docs/e2e.md), or point KUBECONFIG at a cluster with the chart installed"
 )
