@@ -61,8 +61,7 @@ CASES: dict[str, tuple[Sequence[str], dict[str, set[Right]]]] = {
         ("operator.watchAllNamespaces=true",),
         {
             component("gateway"): GATEWAY,
-            component("operator"): operator_in("ClusterRole", "*") | CRD_DISCOVERY
-            | LEADER_LEASE,
+            component("operator"): operator_in("ClusterRole", "*") | CRD_DISCOVERY | LEADER_LEASE,
         },
     ),
     "no leader election": (

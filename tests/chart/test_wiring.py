@@ -52,6 +52,14 @@ def test_a_restricted_gateway_still_lets_the_charts_helm_test_in(helm: Helm) -> 
     assert rule["from"][0] == {"namespaceSelector": {"matchLabels": {"team": "web"}}}
     assert rule["from"][1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "smoke-test"
     assert len(rule["from"]) == 2
+    scraped = helm.template(
+        values=[EVERYTHING],
+        set_values=["networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.team=web"],
+    )
+    (rule,) = policies(scraped)["gateway"]["spec"]["ingress"]
+    assert rule["from"][2] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
 
 
 @pytest.mark.parametrize(
