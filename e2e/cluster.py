@@ -6,6 +6,7 @@ from scripts/fetch_helm.py) with bounded timeouts, so that what the suite does i
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -123,7 +124,7 @@ class Cluster:
         return self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(dict(manifest)))
 
     def delete_workflow(self, name: str) -> None:
-        self.kubectl("delete", "ttsworkflow", name, "--ignore-not-found", "--wait=true", "--timeout=60s")
+        self.kubectl("delete", "ttsworkflows", name, "--ignore-not-found", "--wait=true", "--timeout=60s")
 
     def wait_for_condition(self, name: str, condition: str, *, timeout: int) -> None:
         """`kubectl wait --for=condition=... ttswf/NAME`, as the examples say."""
@@ -136,13 +137,13 @@ class Cluster:
         )
 
     def workflow_status(self, name: str) -> TTSWorkflowStatus:
-        body = self.get("ttsworkflow", name)
+        body = self.get("ttsworkflows", name)
         return TTSWorkflowStatus.from_k8s(body.get("status") or {})
 
     def describe_workflow(self, name: str) -> str:
         """Status and events of a workflow, for assertion messages."""
         try:
-            status = self.get("ttsworkflow", name).get("status")
+            status = self.get("ttsworkflows", name).get("status")
             events = self.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}")
         except CommandError as exc:
             return str(exc)
@@ -167,8 +168,11 @@ class Cluster:
         ]
 
     def exec_in(self, component: str, *command: str) -> str:
-        pod = self.ready_pods(component)[0]
-        return self.kubectl("exec", pod, "--", *command)
+        """Run a command in a ready pod of the component (waiting for one, up to 3 minutes)."""
+        pods = eventually(
+            lambda: self.ready_pods(component), timeout=180, interval=2, what=f"a ready {component} pod"
+        )
+        return self.kubectl("exec", pods[0], "--", *command)
 
     def api_key(self) -> str | None:
         """The gateway's API key, from its Secret (None when the release has none)."""
@@ -177,8 +181,6 @@ class Cluster:
             if variable["name"] == "TTS_GATEWAY_API_KEY":
                 ref = variable["valueFrom"]["secretKeyRef"]
                 secret = self.get("secret", ref["name"])
-                import base64
-
                 return base64.b64decode(secret["data"][ref["key"]]).decode()
         return None
 

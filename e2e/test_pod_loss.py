@@ -35,5 +35,7 @@ def test_a_workflow_survives_the_loss_of_its_inference_pod(
             raise AssertionError(f"{exc}\n{cluster.describe_workflow(name)}") from exc
         status = cluster.workflow_status(name)
         assert status.heartbeat is not None
-        assert status.heartbeat.pod != pod, "another pod finished the job"
+        if not graceful:
+            assert status.heartbeat.pod != pod, "another pod finished the job"
+        # Deleted gracefully, the pod may finish the job within its shutdown grace, or hand it back.
         cluster.delete_workflow(name)
