@@ -60,7 +60,8 @@ def test_the_default_image_is_the_cuda_one_with_indextts2(helm: Helm) -> None:
     assert str(container["image"]).endswith(":0.1.0-cuda")
     env = env_of(container)
     assert env["TTS_WORKER_ENGINE"] == "indextts2"
-    assert env["TTS_WORKER_CHECKPOINT_DIR"] == "/models"
+    assert env["TTS_WORKER_CHECKPOINT_DIR"] == "/models/checkpoints"
+    assert env["TTS_WORKER_HF_HOME"] == "/models/hf_cache"
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["TTS_WORKER_REQUIRE_GPU"] == "true"
 
