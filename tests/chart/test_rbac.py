@@ -31,7 +31,7 @@ CRD_DISCOVERY: set[Right] = {
 }
 LEADER_LEASE: set[Right] = {
     ("Role", "speech", "coordination.k8s.io", "leases", (), ("create",)),
-    ("Role", "speech", "coordination.k8s.io", "leases", (LEASE,), ("get", "patch", "update")),
+    ("Role", "speech", "coordination.k8s.io", "leases", (LEASE,), ("get", "patch")),
 }
 GATEWAY: set[Right] = {
     ("Role", "speech", *WORKFLOWS, (), ("create", "delete", "get", "list", "watch")),
