@@ -134,3 +134,38 @@ def test_the_operator_watches_the_namespaces_its_roles_cover(helm: Helm) -> None
         assert env["TTS_OPERATOR_NAMESPACES"] == expected, set_values
         assert env["TTS_OPERATOR_LEASE_NAME"] == LEASE
         assert env["TTS_OPERATOR_LEASE_NAMESPACE"] == "speech"
+
+
+def operator_doc_rights() -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of docs/operator.md's "RBAC: what the operator calls" table."""
+    import re
+
+    from tests.chart.helm import REPO
+
+    path = REPO / "docs" / "operator.md"
+    if not path.exists():
+        pytest.skip("docs/operator.md is not there yet")
+    text = path.read_text()
+    section = text.split("## RBAC: what the operator calls", 1)[1].split("\n## ", 1)[0]
+    needed: set[tuple[str, str, str]] = set()
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not cells[0].startswith("`"):
+            continue
+        group = re.findall(r"`([^`]*)`", cells[0])[0].strip('"')
+        (resource,) = re.findall(r"`([^`]*)`", cells[1])
+        if resource == "namespaces":
+            continue  # optional: kopf falls back to the named namespaces (docs/helm.md)
+        for verb in re.findall(r"`([a-z]+)`", cells[2]):
+            needed.add((group, resource, verb))
+    assert needed, "the table was found and read"
+    return needed
+
+
+def test_the_operator_gets_every_right_its_own_docs_list(helm: Helm) -> None:
+    granted = {
+        (group, resource, verb)
+        for _, _, group, resource, _, verbs in rights(helm.template())[component("operator")]
+        for verb in verbs
+    }
+    assert operator_doc_rights() <= granted
