@@ -42,6 +42,15 @@ def duplicates_dropped() -> float:
     return total
 
 
+async def events_posted(cluster: Cluster, name: str, *reasons: str) -> None:
+    """Kubernetes Events with these reasons appear on the workflow (posted just after each write)."""
+
+    async def all_there() -> bool:
+        return set(reasons) <= set(await cluster.event_reasons(name))
+
+    await eventually(all_there, within=5, what=f"events {reasons} on {name}")
+
+
 def conditions(body: dict[str, Any] | None) -> dict[str, str]:
     return {c["type"]: c["status"] for c in ((body or {}).get("status") or {}).get("conditions", [])}
 
@@ -80,9 +89,7 @@ async def created_workflow_succeeds(cluster: Cluster, nats_url: str) -> None:
             "Failed": "False",
         }
         assert worker.job_ids() == [f"{worker.jobs[0].workflow.uid}/generate_speech/1"]
-        reasons = await cluster.event_reasons(name)
-        for reason in ("Accepted", "Dispatched", "Started", "Succeeded"):
-            assert reason in reasons, reasons
+        await events_posted(cluster, name, "Accepted", "Dispatched", "Started", "Succeeded")
     await cluster.cleanup(name)
 
 
@@ -167,9 +174,7 @@ async def silent_worker_redispatch_then_timeout(cluster: Cluster, nats_url: str)
         assert worker.job_ids() == [f"{uid}/generate_speech/1", f"{uid}/generate_speech/2"]
         await eventually(lambda: len(worker.cancels) == 2, what="both attempts cancelled")
         assert worker.cancelled_ids() == worker.job_ids()
-        reasons = await cluster.event_reasons(name)
-        assert "Retrying" in reasons
-        assert "TimedOut" in reasons
+        await events_posted(cluster, name, "Retrying", "TimedOut")
     await cluster.cleanup(name)
 
 

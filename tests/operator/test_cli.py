@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.operator.cluster import Cluster, emulated_api_server, phase_is
+from tests.operator.cluster import Cluster, emulated_api_server, eventually, phase_is
 from tests.operator.scenarios import speech_spec
 from tts_api.embedded_nats import free_port
 
@@ -80,11 +80,19 @@ async def test_the_operator_process_dispatches_and_serves_metrics(
                 raise AssertionError(f"the operator's output: {process.communicate()[0][-5000:]}") from exc
             assert body is not None
             assert body["status"]["stages"][0]["attempt"] == 1
-            page = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
-            )
-            text = page.decode()
-            assert 'tts_operator_dispatches_total{result="new",task="indextts.generate_speech"} 1.0' in text
+            text = ""
+
+            async def scraped() -> bool:
+                nonlocal text
+                url = f"http://127.0.0.1:{metrics_port}/metrics"
+                page = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+                text = page.decode()
+                # The status is written first, then the job published ("record, then act").
+                return (
+                    'tts_operator_dispatches_total{result="new",task="indextts.generate_speech"} 1.0' in text
+                )
+
+            await eventually(scraped, within=10, what="the dispatch counted in /metrics")
             assert "tts_operator_leader 1.0" in text
         finally:
             process.send_signal(signal.SIGTERM)
