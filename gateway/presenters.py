@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.responses import (
     ErrorResponse,
     HealthResponse,
@@ -45,6 +47,14 @@ def task_id(workflow: TTSWorkflow, stage: StageStatus | None) -> str | None:
     return make_job_id(workflow.metadata.uid, stage.name, stage.attempt)
 
 
+def rest_output(stage: StageStatus) -> dict[str, Any] | None:
+    """A stage's output in the REST API's snake_case (the resource keeps it camelCase)."""
+    if stage.output is None:
+        return None
+    parsed: dict[str, Any] = OUTPUT_MODELS[stage.name].model_validate(stage.output).model_dump(mode="json")
+    return parsed
+
+
 def status_response(workflow: TTSWorkflow) -> WorkflowStatusResponse:
     status = workflow.status
     created = workflow.metadata.creationTimestamp or status.accepted_at
@@ -60,7 +70,7 @@ def status_response(workflow: TTSWorkflow) -> WorkflowStatusResponse:
                 attempt=stage.attempt,
                 started_at=stage.started_at,
                 finished_at=stage.finished_at,
-                output=stage.output,
+                output=rest_output(stage),
                 error=stage.error.model_dump(mode="json") if stage.error else None,
             )
             for stage in status.stages

@@ -224,7 +224,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 messages = await consumer.fetch(1, timeout=self.settings.fetch_timeout_seconds)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from a batch fetch
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
                 log.warning("fetch failed (%s); retrying", exc)

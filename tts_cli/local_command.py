@@ -88,13 +88,16 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     from gateway.local_store import LocalWorkflowStore, open_local_store
     from gateway.settings import GatewaySettings
     from gateway.worker_directory import open_worker_directory
+    from inference_pod.presets import load_presets
     from tts_api.jetstream import ensure_jetstream
     from tts_api.policy import policy_from_env
     from tts_operator.runtime import Runtime
     from tts_operator.settings import Settings as OperatorSettings
 
     policy_from_env.cache_clear()
-    policy = policy_from_env()
+    presets = load_presets(args.presets)
+    # One process holds the presets file: the gateway refuses an unknown preset name at once.
+    policy = policy_from_env().model_copy(update={"voice_presets": frozenset(presets)})
     client = await nats.connect(nats_url, name="tts-local")
     js = client.jetstream()
     await ensure_jetstream(js)
@@ -103,7 +106,7 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     operator_settings = OperatorSettings(nats_url=nats_url, leader_election=False, metrics_port=0)
     runtime = await Runtime.start(operator_settings, operator_store)
     driver = LocalDriver(records, operator_store, runtime.runner, tick_seconds=operator_settings.tick_seconds)
-    workers = _workers(args, nats_url, policy)
+    workers = _workers(args, nats_url, policy, presets)
 
     gateway_settings = GatewaySettings(
         host=args.host, port=args.port, nats_url=nats_url, api_key=args.api_key
@@ -140,7 +143,8 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     done, _ = await asyncio.wait([ended, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
     failed = [name for name, task in tasks.items() if task in done and task.exception() is not None]
     for name in failed:
-        log.error("%s stopped: %s", name, tasks[name].exception())
+        error = tasks[name].exception()
+        log.error("%s stopped: %r", name, error, exc_info=error)
 
     log.info("stopping: the gateway first, then the workers (finishing their jobs), then the operator")
     server.should_exit = True
@@ -161,10 +165,9 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     return 1 if failed else 0
 
 
-def _workers(args: argparse.Namespace, nats_url: str, policy: Any) -> list[Any]:
+def _workers(args: argparse.Namespace, nats_url: str, policy: Any, presets: Any) -> list[Any]:
     from inference_pod.engines.factory import build_engine
     from inference_pod.metrics import WorkerMetrics
-    from inference_pod.presets import load_presets
     from inference_pod.settings import WorkerSettings
     from inference_pod.worker import Worker
 
@@ -174,7 +177,6 @@ def _workers(args: argparse.Namespace, nats_url: str, policy: Any) -> list[Any]:
     if args.presets is not None:
         overrides["presets_file"] = args.presets
     settings = WorkerSettings(**overrides)
-    presets = load_presets(settings.presets_file)
     metrics = WorkerMetrics()
     return [
         Worker(

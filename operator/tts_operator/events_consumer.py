@@ -65,7 +65,7 @@ class EventsConsumer:
             while True:
                 try:
                     messages = await subscription.fetch(self._batch, timeout=self._fetch_timeout)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from a batch fetch
                     self._runner.events_caught_up = True
                     continue
                 for message in messages:

@@ -1,0 +1,77 @@
+"""`indextts-k8s local` as a user runs it: a child process, driven over HTTP, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tts_api.embedded_nats import free_port
+
+COMMAND = str(Path(sys.executable).parent / "indextts-k8s")
+
+
+@dataclass
+class Stack:
+    url: str
+    share: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, **headers: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def running_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Start the local stack, wait until it serves, and on exit stop it with SIGINT as Ctrl-C does;
+    the stop must be clean (exit 0, NATS gone) or the test fails."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "stack.log"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TTS_")}
+    environment.update(env or {})
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 (the project's own command)
+            [COMMAND, "local", "--data-dir", str(data_dir), "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    stack = Stack(f"http://127.0.0.1:{port}", data_dir / "share", log, process)
+    try:
+        _wait_until_serving(stack)
+        yield stack
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"Ctrl-C did not stop the stack within 60 s:\n{stack.log_text()}") from None
+    assert code == 0, f"the stack exited with {code}:\n{stack.log_text()}"
+    assert "stopped" in stack.log_text().splitlines()[-1]
+
+
+def _wait_until_serving(stack: Stack, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.process.poll() is not None:
+            raise AssertionError(f"the stack exited with {stack.process.returncode}:\n{stack.log_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{stack.url}/healthz", timeout=1).status_code == 200:  # after startup
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the stack did not serve within {timeout} s:\n{stack.log_text()}")

@@ -1,0 +1,288 @@
+"""The whole stack on one machine, as `make dev` runs it: the seed's examples give real speech.
+
+Real parts throughout: the `indextts-k8s local` command, its embedded nats-server, the espeak
+worker, the operator's runner, the gateway on HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import soundfile
+
+from tests.gateway.seed_shapes import (
+    SEED_GPU_LOCK,
+    SEED_HEALTH,
+    SEED_MODEL_INFO,
+    SEED_PRESETS,
+    SEED_SPEECH,
+    shape_errors,
+)
+from tests.local.stack import Stack, running_stack
+
+OPTIONAL_PARAMETERS = frozenset({"parameters.reference_audio", "parameters.emotion_vector"})
+
+
+def speech(text: str, output_path: str, **config: Any) -> dict[str, Any]:
+    return {
+        "video_path": "/app/videos/example.mp4",
+        "workflow_config": {
+            "workflow_chain": ["indextts.generate_speech"],
+            "indextts_config": {"text": text, "output_path": output_path, **config},
+        },
+    }
+
+
+def task(name: str) -> dict[str, Any]:
+    return {"video_path": "/app/videos/health_check.mp4", "workflow_config": {"workflow_chain": [name]}}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("local")
+    presets = data / "presets.yaml"
+    presets.write_text(
+        "default:\n  name: Default Voice\n  description: 默认语音\n  language: zh-CN\n  gender: female\n"
+        "  reference_audio: /share/voices/default.wav\n",
+        encoding="utf-8",
+    )
+    with running_stack(data, "--presets", str(presets)) as running:
+        yield running
+
+
+def assert_real_wav(stack: Stack, body: dict[str, Any]) -> None:
+    wav = stack.share / body["output_path"].removeprefix("/share/")
+    info = soundfile.info(str(wav))
+    assert info.samplerate == body["sample_rate"] == 22050
+    assert info.channels == 1
+    assert info.duration == pytest.approx(body["duration"], abs=0.01)
+    assert body["duration"] > 0.5  # a sentence of speech, not an empty file
+
+
+def test_seed_example_1_basic_speech(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.post(
+            "/v1/workflows",
+            json=speech("你好，这是IndexTTS2生成的语音。", "/share/workflows/output/hello.wav"),
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert shape_errors(body, SEED_SPEECH, nullable=OPTIONAL_PARAMETERS) == []
+    assert body["text_length"] == len("你好，这是IndexTTS2生成的语音。")
+    assert body["model_info"]["model_type"] == "espeak-ng"
+    assert_real_wav(stack, body)
+
+
+def test_seed_example_2_voice_cloning_speaks_and_warns(stack: Stack) -> None:
+    with stack.client() as client:
+        made = client.post("/v1/workflows", json=speech("参考", "/share/reference/source.wav")).json()
+        reference = stack.share / "reference" / "target_voice.wav"
+        shutil.copy(stack.share / "reference" / "source.wav", reference)
+        response = client.post(
+            "/v1/workflows",
+            json=speech(
+                "这是使用音色克隆生成的语音。",
+                "/share/workflows/output/cloned.wav",
+                reference_audio="/share/reference/target_voice.wav",
+            ),
+        )
+    assert made["status"] == "success"
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["parameters"]["reference_audio"] == "/share/reference/target_voice.wav"
+    assert any("cannot clone" in warning for warning in body["warnings"])
+    assert_real_wav(stack, body)
+
+
+def test_seed_example_3_emotion_and_example_4_status(stack: Stack) -> None:
+    vector = [0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0]
+    with stack.client() as client:
+        response = client.post(
+            "/v1/workflows",
+            json=speech(
+                "今天天气真好，心情很愉快！", "/share/workflows/output/happy.wav", emotion_vector=vector
+            ),
+        )
+        body = response.json()
+        status = client.get(f"/v1/workflows/status/{body['workflow_id']}").json()
+    assert response.status_code == 200, response.text
+    assert body["parameters"]["emotion_vector"] == vector
+    assert_real_wav(stack, body)
+    assert (status["status"], status["progress"]) == ("succeeded", 100)
+    assert status["stages"][0]["status"] == "succeeded"
+    assert status["stages"][0]["output"]["output_path"] == "/share/workflows/output/happy.wav"
+
+
+@pytest.mark.parametrize(
+    ("name", "seed", "check"),
+    [
+        (
+            "indextts.health_check",
+            SEED_HEALTH,
+            lambda b: (b["status"], b["model"], b["gpu"]["available"]) == ("healthy", "ready", False),
+        ),
+        (
+            "indextts.get_model_info",
+            SEED_MODEL_INFO,
+            lambda b: b["model_info"]["capabilities"]["voice_cloning"] is False,
+        ),
+        (
+            "indextts.list_voice_presets",
+            SEED_PRESETS,
+            lambda b: (b["total_count"], b["presets"]["default"]["gender"]) == (1, "female"),
+        ),
+    ],
+)
+def test_the_other_three_tasks(name: str, seed: dict[str, Any], check: Any, stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.post("/v1/workflows", json=task(name))
+    assert response.status_code == 200, response.text
+    assert shape_errors(response.json(), seed, nullable=frozenset({"gpu.name"})) == []  # no GPU here
+    assert check(response.json())
+
+
+def test_async_request_then_status_then_audio(stack: Stack) -> None:
+    with stack.client() as client:
+        accepted = client.post(
+            "/v1/workflows",
+            params={"async": "true"},
+            json=speech("Hello from the local stack.", "workflows/output/async.wav"),
+        )
+        assert accepted.status_code == 202
+        workflow_id = accepted.json()["workflow_id"]
+        status = _wait_finished(client, workflow_id)
+        audio = client.get(f"/v1/workflows/{workflow_id}/audio")
+    assert status["status"] == "succeeded"
+    assert audio.status_code == 200
+    assert audio.headers["content-type"] == "audio/wav"
+    assert audio.content == (stack.share / "workflows" / "output" / "async.wav").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (speech("   ", "/share/a.wav"), "workflow_config.indextts_config.text"),
+        (speech("hi", "/share/../etc/a.wav"), "workflow_config.indextts_config.output_path"),
+        (
+            speech("hi", "/share/a.wav", reference_audio="/share/missing.wav"),
+            "workflow_config.indextts_config.reference_audio",
+        ),
+        (
+            speech("hi", "/share/a.wav", reference_audio="narrator"),
+            "workflow_config.indextts_config.reference_audio",
+        ),
+        (speech("hi", "/share/a.wav", emotion_alpha=2), "workflow_config.indextts_config.emotion_alpha"),
+        (
+            speech("hi", "/share/a.wav", emotion_vector=[0.1] * 7),
+            "workflow_config.indextts_config.emotion_vector",
+        ),
+        (task("indextts.unknown"), "workflow_config.workflow_chain[0]"),
+    ],
+)
+def test_bad_input_is_400_and_runs_nothing(body: dict[str, Any], field: str, stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.post("/v1/workflows", json=body)
+    assert response.status_code == 400
+    error = response.json()
+    assert (error["status"], error["error_code"], error["field"]) == ("error", "INVALID_INPUT", field)
+
+
+def test_unknown_workflow_and_garbage(stack: Stack) -> None:
+    with stack.client() as client:
+        assert client.get("/v1/workflows/status/wf-nope").status_code == 404
+        garbage = client.post("/v1/workflows", content=b"{{{", headers={"Content-Type": "application/json"})
+    assert garbage.status_code == 400
+    assert garbage.json()["error_code"] == "INVALID_INPUT"
+
+
+def _wait_finished(client: httpx.Client, workflow_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = client.get(f"/v1/workflows/status/{workflow_id}").json()
+        if status.get("status") in {"succeeded", "failed", "cancelled"} or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+# --- a slow engine, an API key: monitoring while jobs run, cancellation ---------------------------
+
+KEY = {"X-API-Key": "local-secret"}
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("slow"),
+        "--engine",
+        "synthetic",
+        "--api-key",
+        "local-secret",
+        env={"TTS_WORKER_SYNTHETIC_DELAY_SECONDS": "3"},
+    ) as running:
+        yield running
+
+
+def test_api_key_is_required_but_not_for_liveness(slow_stack: Stack) -> None:
+    with slow_stack.client() as anonymous, slow_stack.client(**KEY) as keyed:
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.post("/v1/workflows", json=task("indextts.health_check")).status_code == 401
+        assert anonymous.get("/api/v1/monitoring/statistics").status_code == 401
+        assert keyed.get("/api/v1/monitoring/statistics").status_code == 200
+
+
+def test_monitoring_shows_the_job_holding_the_gpu_slot(slow_stack: Stack) -> None:
+    with slow_stack.client(**KEY) as client:
+        accepted = client.post(
+            "/v1/workflows", params={"async": "1"}, json=speech("slow speech", "/share/slow.wav")
+        ).json()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            lock = client.get("/api/v1/monitoring/gpu-lock/health").json()
+            if lock["active_locks"] == 1:
+                break
+            time.sleep(0.05)
+        heartbeats = client.get("/api/v1/monitoring/heartbeat/all").json()
+        stats = client.get("/api/v1/monitoring/statistics").json()
+        done = _wait_finished(client, accepted["workflow_id"])
+    assert shape_errors(lock, SEED_GPU_LOCK) == []
+    assert (lock["total_locks"], lock["active_locks"]) == (1, 1)
+    assert lock["locks"][0]["workflow_id"] == accepted["workflow_id"]
+    assert lock["locks"][0]["locked"] is True
+    running = [t for t in heartbeats["tasks"] if t["workflow_id"] == accepted["workflow_id"]]
+    assert running
+    assert running[0]["worker_id"].endswith("/cpu0")
+    assert stats["workers"] == {"total": 1, "active": 1, "idle": 0}
+    assert done["status"] == "succeeded"
+
+
+def test_deleting_a_running_workflow_cancels_its_job(slow_stack: Stack) -> None:
+    with slow_stack.client(**KEY) as client:
+        accepted = client.post(
+            "/v1/workflows", params={"async": "1"}, json=speech("to be cancelled", "/share/cancelled.wav")
+        ).json()
+        workflow_id = accepted["workflow_id"]
+        deadline = time.monotonic() + 20
+        while client.get(f"/v1/workflows/status/{workflow_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        assert client.delete(f"/v1/workflows/{workflow_id}").status_code == 200
+        while client.get(f"/v1/workflows/status/{workflow_id}").status_code != 404:
+            assert time.monotonic() < deadline, "the deleted workflow stayed"
+            time.sleep(0.05)
+        # The slot is free again well before the 3 s job would have ended on its own.
+        while client.get("/api/v1/monitoring/gpu-lock/health").json()["active_locks"] != 0:
+            assert time.monotonic() < deadline, "the cancelled job kept its slot"
+            time.sleep(0.05)
+    assert not (slow_stack.share / "cancelled.wav").exists()
+    assert "cancel" in slow_stack.log_text().lower()
+
+
+def test_make_dev_runs_this_command() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text(encoding="utf-8")
+    assert "$(BIN)/indextts-k8s local" in makefile.split("\ndev:", 1)[1].split("\n\n", 1)[0]
