@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # name -> module implementing it
 SUBCOMMANDS: dict[str, str] = {
     "crd": "tts_cli.crd_command",
+    "gateway": "gateway.cli",
     "local": "tts_cli.local_command",
     "submit": "tts_cli.submit_command",
     "worker": "inference_pod.cli",

@@ -138,6 +138,8 @@ def emulated_api_server() -> Iterator[str]:
             kind="CustomResourceDefinition", namespaced=False
         )
         emulator.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True)
+        # The gateway reads the GPU quota (the GPU lock's capacity).
+        emulator.resources["v1/resourcequotas"] = kmock.ResourceInfo(kind="ResourceQuota", namespaced=True)
         emulator.resources["coordination.k8s.io/v1/leases"] = kmock.ResourceInfo(
             kind="Lease", namespaced=True
         )

@@ -1,0 +1,59 @@
+"""``indextts-k8s gateway``: the REST gateway on :8788, over the cluster's TTSWorkflows."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+HELP = "run the REST gateway (the seed's API on :8788) over the cluster's TTSWorkflows"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (env TTS_GATEWAY_HOST; default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (env TTS_GATEWAY_PORT; default 8788)")
+    parser.add_argument("--namespace", help="namespace of the TTSWorkflows (env TTS_GATEWAY_NAMESPACE)")
+    parser.add_argument("--nats-url", help="NATS, for the worker registry (env TTS_GATEWAY_NATS_URL)")
+    parser.add_argument(
+        "--kube-api-url",
+        default="",
+        help="talk to this API server without credentials (kubectl proxy); "
+        "default: in-cluster credentials, else KUBECONFIG",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.kubernetes_backend import KubernetesBackend, open_kubernetes_backend
+    from gateway.settings import GatewaySettings
+    from gateway.worker_directory import open_worker_directory
+    from tts_api.policy import policy_from_env
+    from tts_operator.store import kube_api_client
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    overrides = {
+        key: value
+        for key, value in {
+            "host": args.host,
+            "port": args.port,
+            "namespace": args.namespace,
+            "nats_url": args.nats_url,
+        }.items()
+        if value is not None
+    }
+    settings = GatewaySettings(**overrides)
+    policy = policy_from_env()
+    api = kube_api_client(args.kube_api_url)
+    quota_reader = KubernetesBackend(api, settings.namespace, policy).gpu_quota
+    app = create_app(
+        settings,
+        lambda: open_kubernetes_backend(api, settings.namespace, policy),
+        policy,
+        lambda: open_worker_directory(settings.nats_url, quota_reader),
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
