@@ -7,6 +7,13 @@ import logging
 import os
 import signal
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from tts_operator.leader import LeaderElector
 
 HELP = "Run the operator: reconcile TTSWorkflows and dispatch their stages to inference pods over NATS."
 
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             renew_every=settings.lease_renew_seconds,
             on_lost=on_lost,
         )
-    registry = kopf.OperatorRegistry()
+    registry = kopf.OperatorRegistry()  # handlers.register adds the logins too
     register(registry, settings, elector=elector)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
@@ -83,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         settings.nats_url,
         "leader election" if elector else "standalone",
     )
+    if elector is not None and not _wait_for_the_lease(elector, settings.liveness_endpoint):
+        return 0  # stopped while standing by
     kopf.run(
         registry=registry,
         standalone=True,  # kopf's peering is off: the Lease decides who reconciles (docs/operator.md)
@@ -92,3 +101,58 @@ def run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(),
     )
     return 1 if lost else 0
+
+
+def _wait_for_the_lease(elector: LeaderElector, liveness_endpoint: str) -> bool:
+    """Stand by until this replica holds the Lease (True), or until SIGTERM/SIGINT (False).
+
+    A standby starts no kopf at all (no watches, no load on the API server); it answers the liveness
+    endpoint itself meanwhile, so that its pod is not restarted for waiting.
+    """
+    import asyncio
+
+    server = _standby_liveness(liveness_endpoint)
+    try:
+
+        async def wait() -> bool:
+            loop = asyncio.get_running_loop()
+            acquired = asyncio.ensure_future(elector.acquire(renew=False))
+            stop = asyncio.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([acquired, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            if not acquired.done():
+                acquired.cancel()
+                return False
+            return True
+
+        return asyncio.run(wait())
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _standby_liveness(endpoint: str) -> ThreadingHTTPServer | None:
+    if not endpoint:
+        return None
+    url = urlparse(endpoint)
+    path = url.path or "/"
+
+    class Alive(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path.split("?")[0] == path
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(b"standing by for the Lease\n" if found else b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer((url.hostname or "0.0.0.0", url.port or 80), Alive)  # noqa: S104
+    threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True).start()
+    return server

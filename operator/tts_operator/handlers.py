@@ -41,7 +41,8 @@ def register(
     """Register the operator's handlers in ``registry``.
 
     ``store_factory`` defaults to the Kubernetes API (``config.kube_api_url``, else in-cluster, else
-    KUBECONFIG); ``elector``, when given, is won before anything is reconciled.
+    KUBECONFIG); ``elector``, when given, has been won before kopf starts (the CLI waits for the
+    Lease first, so a standby runs no watches at all), and is renewed from kopf's startup on.
     """
 
     if config.kube_api_url:
@@ -62,7 +63,9 @@ def register(
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
         settings.posting.level = logging.WARNING  # the operator posts its own Events for transitions
         if elector is not None:
-            await elector.acquire()
+            if not elector.leading:
+                await elector.acquire(renew=False)
+            elector.start_renewing()
         store = (
             store_factory()
             if store_factory

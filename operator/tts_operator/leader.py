@@ -137,8 +137,9 @@ class LeaderElector:
             self._renewed_at = now
         return held
 
-    async def acquire(self) -> None:
-        """Wait until this replica leads; then keep renewing in the background."""
+    async def acquire(self, *, renew: bool = True) -> None:
+        """Wait until this replica leads; then keep renewing in the background (``renew``), or leave
+        that to :meth:`start_renewing` in the event loop that runs the operator."""
         log.info("waiting to lead: Lease %s/%s as %s", self.namespace, self.name, self.identity)
         while True:
             try:
@@ -150,7 +151,13 @@ class LeaderElector:
         self.leading = True
         metrics.IS_LEADER.set(1)
         log.info("leading: Lease %s/%s held by %s", self.namespace, self.name, self.identity)
-        self._renewer = asyncio.create_task(self._renew_forever(), name="tts-operator-lease")
+        if renew:
+            self.start_renewing()
+
+    def start_renewing(self) -> None:
+        """Renew the Lease from now on, in the running event loop."""
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="tts-operator-lease")
 
     async def _renew_forever(self) -> None:
         while self.leading:

@@ -103,3 +103,70 @@ async def test_the_operator_process_dispatches_and_serves_metrics(
                 output, _ = process.communicate()
         assert process.returncode == 0, output
         assert "leading: Lease default/indextts-operator held by operator-test-0" in output
+
+
+def start_operator(api_url: str, nats_url: str, pod: str, health_port: int) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "TTS_OPERATOR_KUBE_API_URL": api_url,
+        "TTS_OPERATOR_NATS_URL": nats_url,
+        "TTS_OPERATOR_METRICS_PORT": "0",
+        "TTS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{health_port}/healthz",
+        "TTS_OPERATOR_LEASE_DURATION_SECONDS": "3",
+        "TTS_OPERATOR_LEASE_RENEW_SECONDS": "0.3",
+        "POD_NAME": pod,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tts_cli.main", "operator", "-A"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def stop_operator(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = await asyncio.to_thread(process.communicate, timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output
+
+
+def alive(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+async def test_a_standby_replica_waits_then_takes_over(nats_url: str) -> None:
+    """Two replicas: one dispatches; the other stands by (alive, no watches) until the first stops."""
+    with emulated_api_server() as url:
+        cluster = Cluster(url, "default", emulated=True)
+        first_port, second_port = free_port(), free_port()
+        first = start_operator(url, nats_url, "replica-a", first_port)
+        second: subprocess.Popen[str] | None = None
+        try:
+            await cluster.create("before", speech_spec())
+            await cluster.wait_for("before", phase_is("Queued"), within=30)
+            second = start_operator(url, nats_url, "replica-b", second_port)
+            await eventually(
+                lambda: alive(second_port), within=20, what="the standby answers its liveness probe"
+            )
+            await asyncio.sleep(1.0)  # several renewals: the standby must keep waiting
+            assert second.poll() is None
+            first_output = await stop_operator(first)
+            assert first.returncode == 0, first_output
+            # The standby takes the released Lease and reconciles what comes next.
+            await cluster.create("after", speech_spec())
+            await cluster.wait_for("after", phase_is("Queued"), within=30)
+        finally:
+            if first.poll() is None:
+                await stop_operator(first)
+            second_output = await stop_operator(second) if second is not None else ""
+        assert "leading: Lease default/indextts-operator held by replica-b" in second_output
+        assert "waiting to lead" in second_output
