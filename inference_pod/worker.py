@@ -30,7 +30,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
 from inference_pod import tasks
-from inference_pod.engines.base import Engine, JobCancelledError
+from inference_pod.engines.base import Engine, JobCancelledError, ProgressCallback
 from inference_pod.gpu import NO_GPU, GpuStatus, probe_gpu
 from inference_pod.metrics import WorkerMetrics
 from inference_pod.outcomes import (
@@ -360,7 +360,7 @@ class Worker:
         )
         return disposition
 
-    def _task_sync(self, job: JobMessage, on_progress: Any) -> ResultModel:
+    def _task_sync(self, job: JobMessage, on_progress: ProgressCallback) -> ResultModel:
         """The task itself, in a worker thread."""
         if job.task is TaskName.GENERATE_SPEECH:
             assert job.config is not None  # noqa: S101 (checked in _revalidated)
