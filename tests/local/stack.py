@@ -33,16 +33,14 @@ class Stack:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-@contextlib.contextmanager
-def running_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Start the local stack, wait until it serves, and on exit stop it with SIGINT as Ctrl-C does;
-    the stop must be clean (exit 0, NATS gone) or the test fails."""
+def start_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Stack:
+    """Start the local stack and wait until it serves."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "stack.log"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TTS_")}
     environment.update(env or {})
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(  # noqa: S603 (the project's own command)
             [COMMAND, "local", "--data-dir", str(data_dir), "--port", str(port), *args],
             stdout=out,
@@ -52,6 +50,19 @@ def running_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None)
     stack = Stack(f"http://127.0.0.1:{port}", data_dir / "share", log, process)
     try:
         _wait_until_serving(stack)
+    except BaseException:
+        process.kill()
+        raise
+    return stack
+
+
+@contextlib.contextmanager
+def running_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """The local stack while the block runs; then SIGINT, as Ctrl-C: the stop must be clean (exit 0,
+    the last line 'stopped') or the test fails."""
+    stack = start_stack(data_dir, *args, env=env)
+    process = stack.process
+    try:
         yield stack
     finally:
         if process.poll() is None:

@@ -24,7 +24,7 @@ from tests.gateway.seed_shapes import (
     SEED_SPEECH,
     shape_errors,
 )
-from tests.local.stack import Stack, running_stack
+from tests.local.stack import Stack, running_stack, start_stack
 
 OPTIONAL_PARAMETERS = frozenset({"parameters.reference_audio", "parameters.emotion_vector"})
 
@@ -286,3 +286,39 @@ def test_deleting_a_running_workflow_cancels_its_job(slow_stack: Stack) -> None:
 def test_make_dev_runs_this_command() -> None:
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text(encoding="utf-8")
     assert "$(BIN)/indextts-k8s local" in makefile.split("\ndev:", 1)[1].split("\n\n", 1)[0]
+
+
+def test_a_crashed_stack_resumes_its_work_on_restart(tmp_path: Path) -> None:
+    """SIGKILL the whole stack mid-job: its NATS goes with it, and the next start finishes the job."""
+    env = {
+        "TTS_WORKER_SYNTHETIC_DELAY_SECONDS": "2",
+        "TTS_WORKER_ACK_WAIT_SECONDS": "2",
+        "TTS_WORKER_HEARTBEAT_SECONDS": "0.5",
+    }
+    stack = start_stack(tmp_path, "--engine", "synthetic", env=env)
+    with stack.client() as client:
+        workflow_id = client.post(
+            "/v1/workflows", params={"async": "1"}, json=speech("survive a crash", "/share/survivor.wav")
+        ).json()["workflow_id"]
+        deadline = time.monotonic() + 20
+        while client.get(f"/v1/workflows/status/{workflow_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+    stack.process.kill()
+    stack.process.wait(10)
+    time.sleep(0.5)
+    assert not any("nats-server" in line and str(tmp_path) in line for line in _processes()), (
+        "NATS outlived it"
+    )
+
+    with running_stack(tmp_path, "--engine", "synthetic", env=env) as restarted, restarted.client() as client:
+        status = _wait_finished(client, workflow_id, timeout=60)
+    assert status["status"] == "succeeded", status
+    assert (tmp_path / "share" / "survivor.wav").exists()
+
+
+def _processes() -> list[str]:
+    import subprocess
+
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)  # noqa: S607
+    return listing.stdout.splitlines()
