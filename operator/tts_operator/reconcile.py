@@ -151,12 +151,6 @@ class Decision:
     batchable: bool = False
     ignored: str | None = None
 
-    def events(self) -> list[PostEvent]:
-        return [a for a in self.actions if isinstance(a, PostEvent)]
-
-
-NOTHING = Decision()
-
 
 def ignore(why: str) -> Decision:
     return Decision(ignored=why)

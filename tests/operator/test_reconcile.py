@@ -553,3 +553,17 @@ def test_a_replayed_dispatch_is_the_same_message() -> None:
 def test_heartbeats_are_batchable_and_transitions_are_not() -> None:
     _, decisions = run_story(STORIES[0])
     assert [d.batchable for d in decisions] == [False, False, True, False, False]
+
+
+def test_a_spec_edited_into_an_invalid_one_after_acceptance_fails_naming_the_field() -> None:
+    accepted = reconcile(Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS)
+    assert accepted.status is not None
+    edited = spec()
+    edited["workflowConfig"]["indexttsConfig"]["emotionAlpha"] = 2
+    decision = reconcile(Workflow(REF, edited, accepted.status), Tick(), now=at(1), limits=LIMITS)
+    assert decision.status is not None
+    assert decision.status.phase == Phase.FAILED
+    assert decision.status.error is not None
+    assert decision.status.error.code == ErrorCode.INVALID_INPUT
+    assert decision.status.error.message.startswith("spec.workflowConfig.indexttsConfig.emotionAlpha")
+    assert [short(a) for a in decision.actions] == ["cancel speech/1", "event Failed"]
