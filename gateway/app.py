@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -130,19 +130,21 @@ def create_app(
             yield
             opened.workflows = opened.workers = None
 
-    async def require_key(request: Request) -> None:
-        if request.url.path in UNAUTHENTICATED_PATHS:
-            return
-        if not key_accepted(presented_key(request.headers), configured_key):
-            raise AuthenticationError()
-
     app = FastAPI(
         title="IndexTTS2 on Kubernetes",
         description="The seed's IndexTTS Service API over TTSWorkflow resources.",
         version="v1",
-        dependencies=[Depends(require_key)],
         lifespan=lifespan,
     )
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Every path but liveness, the OpenAPI pages included, needs the key when one is set."""
+        if request.url.path in UNAUTHENTICATED_PATHS or key_accepted(
+            presented_key(request.headers), configured_key
+        ):
+            return await call_next(request)
+        return tts_error_json(AuthenticationError(), status_code=401)
 
     @app.middleware("http")
     async def count_requests(
@@ -158,8 +160,7 @@ def create_app(
 
     @app.exception_handler(TTSError)
     async def on_tts_error(request: Request, exc: TTSError) -> JSONResponse:
-        unauthorized = isinstance(exc, AuthenticationError)
-        return tts_error_json(exc, status_code=401 if unauthorized else None)
+        return tts_error_json(exc)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -267,6 +267,9 @@ async def test_api_key_guards_everything_but_liveness(
             ("GET", "/readyz"),
             ("GET", "/metrics"),
             ("GET", "/api/v1/monitoring/heartbeat/all"),
+            ("GET", "/docs"),
+            ("GET", "/openapi.json"),
+            ("GET", "/no/such/path"),
         ):
             denied = await client.request(method, path, json=SPEECH)
             assert denied.status_code == 401, path
