@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-SEED_SPEECH = {
+SEED_SPEECH: dict[str, Any] = {
     "status": "success",
     "workflow_id": "workflow_123456",
     "task_id": "task_789012",
@@ -28,20 +28,20 @@ SEED_SPEECH = {
         "max_text_tokens_per_segment": 120,
     },
 }
-SEED_ERROR = {
+SEED_ERROR: dict[str, Any] = {
     "status": "error",
     "error": "输入文本不能为空",
     "task_id": "task_789012",
     "workflow_id": "workflow_123456",
 }
-SEED_HEALTH = {
+SEED_HEALTH: dict[str, Any] = {
     "status": "healthy",
     "service": "indextts_service",
     "gpu": {"available": True, "count": 1, "name": "NVIDIA GeForce RTX 4090"},
     "model": "ready",
     "gpu_lock": "available",
 }
-SEED_MODEL_INFO = {
+SEED_MODEL_INFO: dict[str, Any] = {
     "status": "success",
     "model_info": {
         "model_type": "IndexTTS2",
@@ -58,7 +58,7 @@ SEED_MODEL_INFO = {
         },
     },
 }
-SEED_PRESETS = {
+SEED_PRESETS: dict[str, Any] = {
     "status": "success",
     "presets": {
         "default": {
@@ -70,14 +70,14 @@ SEED_PRESETS = {
     },
     "total_count": 3,
 }
-SEED_GPU_LOCK = {
+SEED_GPU_LOCK: dict[str, Any] = {
     "status": "healthy",
     "total_locks": 1,
     "active_locks": 0,
     "locks": [{"lock_key": "gpu_lock:0", "locked": False, "last_acquired": None, "expires_at": None}],
     "health_thresholds": {"min_success_rate": 0.8, "max_timeout_rate": 0.2},
 }
-SEED_HEARTBEATS = {
+SEED_HEARTBEATS: dict[str, Any] = {
     "total_tasks": 5,
     "active_tasks": 3,
     "tasks": [
@@ -90,7 +90,7 @@ SEED_HEARTBEATS = {
         }
     ],
 }
-SEED_STATISTICS = {
+SEED_STATISTICS: dict[str, Any] = {
     "system": {
         "total_tasks": 100,
         "successful_tasks": 95,
@@ -101,7 +101,7 @@ SEED_STATISTICS = {
     "gpu": {"utilization": 0.75, "memory_used": "6.2GB", "memory_total": "8.0GB"},
     "workers": {"total": 1, "active": 1, "idle": 0},
 }
-SEED_STATUS = {
+SEED_STATUS: dict[str, Any] = {
     "workflow_id": "workflow_123456",
     "status": "running",
     "current_stage": "indextts.generate_speech",

@@ -4,32 +4,14 @@ optimistic concurrency, and waited on without polling."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
-from nats.aio.client import Client
 
 from gateway.local_store import LOCAL_NAMESPACE, LocalWorkflowStore, RecordConflictError, RecordExistsError
 from tts_api.constants import Phase
-from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
 
 SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_url)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def store(client: Client, unmounted_policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
-    opened = await LocalWorkflowStore.open(client.jetstream(), unmounted_policy)
-    yield opened
-    await opened.close()
 
 
 def finished(workflow: TTSWorkflow) -> bool:

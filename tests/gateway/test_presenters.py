@@ -15,6 +15,7 @@ from gateway.responses import (
     SpeechResponse,
     VoicePresetsResponse,
 )
+from tests.gateway.seed_shapes import SEED_HEALTH, SEED_MODEL_INFO, SEED_PRESETS, SEED_SPEECH
 from tts_api.constants import Phase, StageState, TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
 from tts_api.resource import ObjectMeta, StageStatus, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
@@ -23,47 +24,15 @@ T0 = datetime(2025, 10, 12, 10, 25, tzinfo=UTC)
 T1 = datetime(2025, 10, 12, 10, 30, tzinfo=UTC)
 SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
 
+# Each task's output as the seed's examples show it (ids aside: the gateway adds its own).
 SPEECH_OUTPUT: dict[str, Any] = {
-    "output_path": "/share/workflows/output/speech.wav",
-    "duration": 12.5,
-    "sample_rate": 22050,
-    "text_length": 25,
-    "processing_time": 8.3,
-    "model_info": {"model_type": "IndexTTS2", "model_version": "2.0", "device": "cuda:0"},
-    "parameters": {"emotion_alpha": 0.65, "use_random": False, "max_text_tokens_per_segment": 120},
+    k: v for k, v in SEED_SPEECH.items() if k not in ("status", "workflow_id", "task_id")
 }
 OUTPUTS: dict[TaskName, dict[str, Any]] = {
     TaskName.GENERATE_SPEECH: SPEECH_OUTPUT,
-    TaskName.HEALTH_CHECK: {
-        "status": "healthy",
-        "service": "indextts_service",
-        "gpu": {"available": True, "count": 1, "name": "NVIDIA GeForce RTX 4090"},
-        "model": "ready",
-        "gpu_lock": "available",
-    },
-    TaskName.GET_MODEL_INFO: {
-        "status": "success",
-        "model_info": {
-            "model_type": "IndexTTS2",
-            "model_version": "2.0",
-            "device": "cuda:0",
-            "model_path": "/models/indextts",
-            "status": "ready",
-            "capabilities": {"text_to_speech": True, "voice_cloning": True, "emotion_control": True},
-        },
-    },
-    TaskName.LIST_VOICE_PRESETS: {
-        "status": "success",
-        "presets": {
-            "default": {
-                "name": "Default Voice",
-                "description": "默认语音",
-                "language": "zh-CN",
-                "gender": "female",
-            }
-        },
-        "total_count": 1,
-    },
+    TaskName.HEALTH_CHECK: SEED_HEALTH,
+    TaskName.GET_MODEL_INFO: SEED_MODEL_INFO,
+    TaskName.LIST_VOICE_PRESETS: {**SEED_PRESETS, "total_count": len(SEED_PRESETS["presets"])},
 }
 
 
