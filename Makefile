@@ -49,9 +49,10 @@ crd: $(STAMP)
 
 # The whole stack on this machine (docs/local-mode.md): the gateway on :8788, an embedded NATS, an
 # espeak worker and the operator; the seed's /share/... paths land in ./var/share. Ctrl-C stops it.
-# IndexTTS2 instead of espeak: `make engine-deps`, then `make dev CHECKPOINT=/path/to/checkpoint`.
+# IndexTTS2 instead of espeak: `make engine-deps`, then `make dev CHECKPOINT=/path/to/checkpoint`
+# (and VOICE=/path/to/voice.wav: the voice of requests that name no reference_audio).
 dev: $(STAMP)
-	$(BIN)/indextts-k8s local $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+	$(BIN)/indextts-k8s local $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(VOICE),--default-voice $(VOICE))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

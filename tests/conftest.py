@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.inference_pod.checkpoint_builder import Checkpoint
 from tts_api.embedded_nats import EmbeddedNats
 from tts_api.policy import ValidationPolicy, policy_from_env
 
@@ -14,8 +16,6 @@ from tts_api.policy import ValidationPolicy, policy_from_env
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No TTS_* setting of the machine leaks into a test, nor the cached policy out of one."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("TTS_"):
             monkeypatch.delenv(name)
@@ -53,3 +53,14 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 @pytest.fixture
 def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
+    """A small random-weight IndexTTS2 checkpoint and offline hub cache, built once per session."""
+    from tests.inference_pod.checkpoint_builder import build_checkpoint, offline_environment
+
+    root = tmp_path_factory.mktemp("indextts2")
+    # Offline from the first import of huggingface_hub on: the hub is never asked.
+    os.environ.update(offline_environment(root / "hf_home"))
+    return build_checkpoint(root)

@@ -47,6 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint", type=Path, default=None, help="an IndexTTS2 checkpoint directory")
     parser.add_argument("--presets", type=Path, default=None, help="a voice-preset file (YAML)")
+    parser.add_argument(
+        "--default-voice",
+        type=Path,
+        default=None,
+        help="IndexTTS2: the voice (a .wav) of requests that name no reference_audio",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker slots (default %(default)s)")
     parser.add_argument("--nats-port", type=int, default=0, help="embedded NATS port (default: a free one)")
     parser.add_argument(
@@ -176,6 +182,8 @@ def _workers(args: argparse.Namespace, nats_url: str, policy: Any, presets: Any)
         overrides["checkpoint_dir"] = args.checkpoint
     if args.presets is not None:
         overrides["presets_file"] = args.presets
+    if args.default_voice is not None:
+        overrides["default_voice"] = args.default_voice
     settings = WorkerSettings(**overrides)
     metrics = WorkerMetrics()
     return [

@@ -9,7 +9,17 @@ from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
 from inference_pod.settings import WorkerSettings
-from tests.chart.helm import CPU_VALUES, Helm, Manifest, by_kind, component, env_of, named, pod_specs
+from tests.chart.helm import (
+    CPU_VALUES,
+    Helm,
+    HelmError,
+    Manifest,
+    by_kind,
+    component,
+    env_of,
+    named,
+    pod_specs,
+)
 from tests.chart.test_render import EVERYTHING
 from tts_api.policy import ValidationPolicy
 from tts_operator.settings import Settings as OperatorSettings
@@ -279,3 +289,16 @@ def test_each_container_runs_a_subcommand_of_indextts_k8s(helm: Helm, name: str)
     if subcommand not in SUBCOMMANDS and name == "gateway":
         pytest.skip("`indextts-k8s gateway` is not registered in tts_cli/main.py yet (the gateway's issue)")
     assert subcommand in SUBCOMMANDS
+
+
+def test_the_default_voice_reaches_the_worker(helm: Helm) -> None:
+    """IndexTTS2 needs a voice for requests that name none (the seed's basic example)."""
+    assert "TTS_WORKER_DEFAULT_VOICE" not in env_of(container_of(helm.template(), "inference"))
+    docs = helm.template(set_values=["inference.defaultVoice=/models/voices/default.wav"])
+    assert env_of(container_of(docs, "inference"))["TTS_WORKER_DEFAULT_VOICE"] == "/models/voices/default.wav"
+
+
+@pytest.mark.parametrize("voice", ["voices/default.wav", "/models/voices/default.mp3"])
+def test_a_default_voice_that_is_not_an_absolute_wav_is_refused(helm: Helm, voice: str) -> None:
+    with pytest.raises(HelmError, match="defaultVoice"):
+        helm.template(set_values=[f"inference.defaultVoice={voice}"])

@@ -6,7 +6,6 @@ package's own classes; the engine loads it through ``IndexTTS2(...)`` as product
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import pytest
 
 from inference_pod.engines.base import JobCancelledError, SynthesisRequest
 from inference_pod.engines.indextts2 import IndexTTS2Engine, classify_failure, infer_arguments
-from tests.inference_pod.checkpoint_builder import Checkpoint, build_checkpoint, offline_environment
+from tests.inference_pod.checkpoint_builder import Checkpoint
 from tests.inference_pod.conftest import Bus, WorkerStarter, speech_job, write_voice
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.policy import ValidationPolicy
@@ -28,14 +27,6 @@ from tts_api.results import SpeechResult
 pytestmark = pytest.mark.slow
 
 TEXT = "你好，这是一个测试。今天天气真好，我们去公园散步吧。"
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
-    root = tmp_path_factory.mktemp("indextts2")
-    # Offline from the first import of huggingface_hub on: the hub is never asked.
-    os.environ.update(offline_environment(root / "hf_home"))
-    return build_checkpoint(root)
 
 
 @pytest.fixture(scope="session")
