@@ -14,6 +14,15 @@ import soundfile
 from tts_api.shared_paths import SharedRoot
 
 
+def process_umask() -> int:
+    """This process's umask, read without changing it (os.umask would, racing other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 def write_wav(root: SharedRoot, api_path: str, samples: npt.NDArray[np.int16], sample_rate: int) -> Path:
     """Write ``samples`` (mono int16) to ``api_path``; directories are created; returns the local path.
 
@@ -27,6 +36,9 @@ def write_wav(root: SharedRoot, api_path: str, samples: npt.NDArray[np.int16], s
     os.close(handle)
     try:
         soundfile.write(temporary, samples, sample_rate, subtype="PCM_16", format="WAV")
+        # mkstemp makes the file private; give it the mode a plain open() would, so that other
+        # readers of the shared volume (the gateway, a pipeline's next step) can read it.
+        os.chmod(temporary, 0o666 & ~process_umask())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,20 @@ def test_a_wav_is_written_whole_with_its_folders_and_no_leftovers(
     assert rate == 22050
     assert np.array_equal(read, samples)
     assert os.listdir(share / "a" / "b") == ["c.wav"]  # the temporary file was renamed
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_wav_gets_the_mode_the_umask_gives(
+    umask: int, mode: int, policy: ValidationPolicy, share: Path
+) -> None:
+    """Not mkstemp's private 0600: other readers of the shared volume must be able to read it."""
+    samples = np.zeros(100, dtype=np.int16)
+    previous = os.umask(umask)
+    try:
+        target = write_wav(policy.shared_root, "/share/mode.wav", samples, 22050)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == mode
 
 
 def test_no_wav_is_written_outside_the_shared_root(
