@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tts_api.policy import ValidationPolicy
 
 HELP = "run the REST gateway (the seed's API on :8788) over the cluster's TTSWorkflows"
 
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = GatewaySettings(**overrides)
-    policy = policy_from_env()
+    policy = policy_with_presets(policy_from_env(), settings.presets_file)
     api = kube_api_client(args.kube_api_url)
     quota_reader = KubernetesBackend(api, settings.namespace, policy).gpu_quota
     app = create_app(
@@ -57,3 +62,12 @@ def run(args: argparse.Namespace) -> int:
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+def policy_with_presets(policy: ValidationPolicy, presets_file: Path | None) -> ValidationPolicy:
+    """``policy`` knowing the preset names of ``presets_file`` (read as the workers read it)."""
+    if presets_file is None:
+        return policy
+    from inference_pod.presets import load_presets
+
+    return policy.model_copy(update={"voice_presets": frozenset(load_presets(presets_file))})

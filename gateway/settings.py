@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,3 +26,8 @@ class GatewaySettings(BaseSettings):
     )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server (worker registry).")
     namespace: str = Field(default="default", description="Namespace of the TTSWorkflows (cluster mode).")
+    presets_file: Path | None = Field(
+        default=None,
+        description="The inference pods' voice-preset file: with it, a request naming an unknown preset "
+        "is refused at once, naming the field.",
+    )

@@ -302,3 +302,27 @@ def test_the_default_voice_reaches_the_worker(helm: Helm) -> None:
 def test_a_default_voice_that_is_not_an_absolute_wav_is_refused(helm: Helm, voice: str) -> None:
     with pytest.raises(HelmError, match="defaultVoice"):
         helm.template(set_values=[f"inference.defaultVoice={voice}"])
+
+
+def test_the_gateway_knows_the_preset_names_the_workers_have(helm: Helm) -> None:
+    """An unknown preset is refused by the gateway at once, naming the field, not later by a worker."""
+    assert "TTS_GATEWAY_PRESETS_FILE" not in env_of(container_of(helm.template(), "gateway"))
+    docs = helm.template(
+        set_values=[
+            "voicePresets.presets.default.name=Default Voice",
+            "voicePresets.presets.default.reference_audio=/share/voices/default.wav",
+        ]
+    )
+    gateway, worker = container_of(docs, "gateway"), container_of(docs, "inference")
+    assert env_of(gateway)["TTS_GATEWAY_PRESETS_FILE"] == env_of(worker)["TTS_WORKER_PRESETS_FILE"]
+    mounts = {m["name"]: m for m in gateway["volumeMounts"]}
+    assert mounts["voice-presets"]["readOnly"] is True
+    pod = named(docs, "Deployment", component("gateway"))["spec"]["template"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    worker_pod = named(docs, "Deployment", component("inference"))["spec"]["template"]
+    worker_volumes = {v["name"]: v for v in worker_pod["spec"]["volumes"]}
+    assert volumes["voice-presets"] == worker_volumes["voice-presets"]
+    assert (
+        pod["metadata"]["annotations"]["checksum/voice-presets"]
+        == (worker_pod["metadata"]["annotations"]["checksum/voice-presets"])
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -226,3 +227,26 @@ async def test_the_gateway_over_the_cluster(
     )
     assert lock["quota"] == {"name": "gpu-lock", "hard": 2, "used": 1}
     assert bad.status_code == 400
+
+
+def test_the_gateway_reads_the_preset_names_from_the_workers_file(
+    tmp_path: Path, unmounted_policy: ValidationPolicy
+) -> None:
+    from gateway.cli import policy_with_presets
+    from tts_api.errors import TTSError
+
+    presets = tmp_path / "presets.yaml"
+    presets.write_text("narrator:\n  name: Narrator\n  reference_audio: /share/voices/narrator.wav\n")
+    policy = policy_with_presets(unmounted_policy, presets)
+    assert policy.voice_presets == frozenset({"narrator"})
+    body = {
+        "workflow_config": {
+            "workflow_chain": ["indextts.generate_speech"],
+            "indextts_config": {"text": "hi", "output_path": "/share/a.wav", "reference_audio": "nobody"},
+        }
+    }
+    with pytest.raises(TTSError) as caught:
+        parse_request(body, policy=policy)
+    assert caught.value.field == "workflow_config.indextts_config.reference_audio"
+    assert "narrator" in caught.value.message
+    assert policy_with_presets(unmounted_policy, None) is unmounted_policy
