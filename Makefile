@@ -91,3 +91,20 @@ kind-down:
 # The e2e suite against the cluster in KUBECONFIG (or the current context); skips when there is none.
 e2e: $(STAMP)
 	$(BIN)/pytest e2e -v
+
+# --- Benchmarks (bench/README.md) ----------------------------------------------------------------------
+# Control-plane overhead, throughput scaling, engine speed and memory, beside the seed's Celery + Redis
+# design; prints a table and writes bench/results.json. Installs what it needs: the `bench` extra
+# (Celery, the redis client, py-spy), the engine's dependencies, and Debian's redis-server.
+.PHONY: bench
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(ENGINE_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+bench: $(BENCH_STAMP)
+	@command -v redis-server >/dev/null || apt-get install -y redis-server || \
+		{ apt-get update && apt-get install -y redis-server; }
+	$(BIN)/python -m bench.run

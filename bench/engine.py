@@ -1,0 +1,173 @@
+"""Engine speed: the project's ``indextts2`` engine against a direct ``IndexTTS2.infer`` call on the
+same random-weight checkpoint, text and settings; a speaker-cache hit against a miss; the model's load
+time (what the seed's per-task reload costs every job); and the ``espeak`` engine's real-time factor.
+
+The checkpoint is the tests' (``tests/inference_pod/checkpoint_builder.py``), built once into
+``.cache/bench/`` by a child process; ``HF_HUB_OFFLINE`` and ``HF_HOME`` are set before ``indextts``
+is first imported, so the hub is never asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+
+from inference_pod.engines.base import SynthesisRequest
+
+TEXT = "你好，这是一个测试。今天天气真好，我们去公园散步吧。"
+# Random GPT weights never emit the stop token: keep generation short, as the tests do.
+GENERATION = {"max_mel_tokens": 20, "num_beams": 1}
+ESPEAK_TEXTS = (
+    "你好，这是IndexTTS2生成的语音。今天天气真好，心情很愉快！",
+    "Hello, this is a test of the speech engine. The weather is lovely today.",
+    "这是使用音色克隆生成的语音。我们去公园散步吧。",
+    "Benchmarks print figures and assert nothing; tests assert behaviour.",
+)
+
+
+def checkpoint(cache_dir: Path) -> tuple[Path, Path]:
+    """The random-weight checkpoint's model directory and hub cache, built once (in a child process)."""
+    root = cache_dir / "checkpoint"
+    done = root / ".complete"
+    if not done.exists():
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home")}
+        builder = [sys.executable, "-m", "tests.inference_pod.checkpoint_builder", str(root)]
+        repo = Path(__file__).resolve().parent.parent
+        subprocess.run(builder, check=True, env=env, cwd=repo, stdout=subprocess.DEVNULL, timeout=600)  # noqa: S603
+        done.touch()
+    return root / "model", root / "hf_home"
+
+
+def write_voice(path: Path, seconds: float, pitch: float = 140.0) -> Path:
+    """A short voiced sound (harmonics of ``pitch``) as reference audio; distinct per pitch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = 16000
+    t = np.arange(int(seconds * rate)) / rate
+    tone = np.sum([np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 8)], axis=0)
+    soundfile.write(str(path), (0.2 * tone).astype(np.float32), rate)
+    return path
+
+
+def _seeded() -> None:
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def _timed(call: Callable[[], Any]) -> float:
+    _seeded()
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
+
+
+def measure(cache_dir: Path, *, repeats: int = 9) -> dict[str, float]:
+    """Every engine figure; the package's progress bars and prints are kept off the table."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return _measure(cache_dir, repeats)
+
+
+def _measure(cache_dir: Path, repeats: int) -> dict[str, float]:
+    model_dir, hf_home = checkpoint(cache_dir)
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(hf_home)})
+    results: dict[str, float] = {}
+    began = time.perf_counter()
+    from indextts import IndexTTS2
+
+    from inference_pod.engines.indextts2 import IndexTTS2Engine, infer_arguments
+
+    results["indextts_import_s"] = time.perf_counter() - began
+
+    engine = IndexTTS2Engine(
+        model_dir,
+        hf_home=hf_home,
+        device="cpu",
+        cache_size=4,
+        language="zh",
+        nemo_cache_dir=cache_dir / "nemo_cache",  # compiled once (zh ~2 s), then read
+        max_mel_tokens=GENERATION["max_mel_tokens"],
+        num_beams=GENERATION["num_beams"],
+    )
+    engine.load()
+    # The seed loads the model in every task: this is what each of its jobs pays before synthesis.
+    began = time.perf_counter()
+    direct = IndexTTS2(
+        model_dir=str(model_dir),
+        cfg_path=str(model_dir / "config.yaml"),
+        use_fp16=False,
+        device="cpu",
+        use_cuda_kernel=False,
+        language="zh",
+    )
+    results["model_load_s"] = time.perf_counter() - began
+
+    voices = cache_dir / "voices"
+    voice = write_voice(voices / "speaker.wav", 1.5)
+    request = SynthesisRequest(text=TEXT, reference_audio=voice)
+    arguments = {**infer_arguments(request, voice), **GENERATION}
+
+    def through_engine() -> None:
+        engine.synthesize(request, lambda done, total: None)
+
+    def direct_call() -> None:
+        direct.infer(**arguments)
+
+    for _ in range(2):  # warm both, and both speaker caches
+        through_engine()
+        direct_call()
+    wrapped, plain = [], []
+    for _ in range(repeats):  # interleaved, so that drift on a shared machine hits both alike
+        wrapped.append(_timed(through_engine))
+        plain.append(_timed(direct_call))
+    results["engine_infer_ms"] = 1000 * statistics.median(wrapped)
+    results["direct_infer_ms"] = 1000 * statistics.median(plain)
+    results["engine_wrapper_overhead_pct"] = 100 * (statistics.median(wrapped) / statistics.median(plain) - 1)
+
+    misses, hits = [], []
+    for index in range(repeats):
+        other = write_voice(voices / f"miss-{index}.wav", 1.5, pitch=150.0 + 7 * index)
+        misses.append(
+            _timed(
+                lambda path=other: engine.synthesize(  # type: ignore[misc]
+                    SynthesisRequest(text=TEXT, reference_audio=path), lambda done, total: None
+                )
+            )
+        )
+        hits.append(_timed(through_engine))
+    results["speaker_cache_miss_ms"] = 1000 * statistics.median(misses)
+    results["speaker_cache_hit_ms"] = 1000 * statistics.median(hits)
+    results["speaker_cache_speedup"] = statistics.median(misses) / statistics.median(hits)
+    results.update(espeak_rtf(repeats=repeats))
+    return results
+
+
+def espeak_rtf(*, repeats: int = 5) -> dict[str, float]:
+    """Synthesis seconds per audio second of the espeak engine over Chinese and English sentences."""
+    from inference_pod.engines.espeak import EspeakEngine
+
+    engine = EspeakEngine()
+    engine.load()
+    ratios = []
+    for _ in range(repeats):
+        synthesis = audio = 0.0
+        for text in ESPEAK_TEXTS:
+            began = time.perf_counter()
+            outcome = engine.synthesize(SynthesisRequest(text=text), lambda done, total: None)
+            synthesis += time.perf_counter() - began
+            audio += outcome.duration
+        ratios.append(synthesis / audio)
+    return {"espeak_rtf": statistics.median(ratios)}

@@ -1,0 +1,190 @@
+"""``make bench``: every measurement in one run, a table on stdout, ``bench/results.json``.
+
+    python -m bench.run                 # the full run (a few minutes on 2 cores)
+    python -m bench.run --quick         # tiny sizes: proves it runs (the smoke test uses this)
+
+Benchmarks print figures and assert nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import baseline_celery, engine, memory, overhead, scaling
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results.json"
+CACHE = REPO / ".cache" / "bench"
+
+# The issue's keys, in the table's order, with their targets where the issue sets one.
+HEADLINE: tuple[tuple[str, str], ...] = (
+    ("overhead_p50_ms_c1", ""),
+    ("overhead_p99_ms_c1", ""),
+    ("overhead_p50_ms_c100", "<= 20, <= baseline"),
+    ("overhead_p99_ms_c100", "<= 100, <= baseline"),
+    ("baseline_overhead_p50_ms_c100", ""),
+    ("baseline_overhead_p99_ms_c100", ""),
+    ("busy_fraction_w1", ""),
+    ("busy_fraction_w2", ""),
+    ("busy_fraction_w4", ">= 0.97"),
+    ("baseline_busy_fraction_w4", ""),
+    ("engine_wrapper_overhead_pct", "<= 2"),
+    ("speaker_cache_speedup", ""),
+    ("model_load_s", ""),
+    ("espeak_rtf", ""),
+    ("gateway_rss_mb_loaded", ""),
+)
+
+
+def machine() -> dict[str, float | str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "load_average": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+PARTS = ("overhead", "baseline", "scaling", "engine", "memory")
+
+
+def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = PARTS) -> dict[str, float]:
+    """Every figure of ``parts`` (``quick``: tiny sizes and service times, to prove the code runs)."""
+    service = 0.02 if quick else 0.05
+    per_level = {1: 3, 10: 10, 100: 30} if quick else {1: 100, 10: 300, 100: 600}
+    scaling_jobs, scaling_service = (12, 0.02) if quick else (200, 0.1)
+    steps: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
+        "overhead": (
+            "control-plane overhead (local mode)",
+            lambda: overhead.measure(
+                work_dir / "overhead",
+                service_seconds=service,
+                jobs=per_level,
+                warmup=3 if quick else 20,
+                max_workers=4 if quick else None,
+            ),
+        ),
+        "baseline": (
+            "the seed's design (Celery + Redis, global GPU lock)",
+            lambda: baseline_celery.measure(
+                service_seconds=service,
+                jobs=per_level,
+                scaling_jobs=scaling_jobs,
+                scaling_service_seconds=scaling_service,
+                warmup=3 if quick else 10,
+            ),
+        ),
+        "scaling": (
+            "throughput scaling (local mode)",
+            lambda: scaling.measure(work_dir / "scaling", jobs=scaling_jobs, service_seconds=scaling_service),
+        ),
+        "engine": (
+            "engine (IndexTTS2 on random weights; espeak)",
+            lambda: engine.measure(cache_dir, repeats=1 if quick else 9),
+        ),
+        "memory": (
+            "worker memory",
+            lambda: worker_memory(work_dir / "memory", cache_dir, indextts2=not quick),
+        ),
+    }
+    results: dict[str, float] = {}
+    for part in parts:
+        title, step = steps[part]
+        began = time.monotonic()
+        print(f"-- {title} ...", file=sys.stderr, flush=True)
+        results.update(step())
+        print(f"   done in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def worker_memory(work_dir: Path, cache_dir: Path, *, indextts2: bool = True) -> dict[str, float]:
+    """A worker process alone: with espeak, and (unless ``indextts2`` is False) with IndexTTS2 on the
+    random-weight checkpoint."""
+    espeak = memory.worker_rss(work_dir / "espeak", engine="espeak")
+    figures = {"worker_rss_mb_espeak": espeak["rss"], "worker_hwm_mb_espeak": espeak["hwm"]}
+    if not indextts2:
+        return figures
+    model_dir, hf_home = engine.checkpoint(cache_dir)
+    model = memory.worker_rss(
+        work_dir / "indextts2",
+        engine="indextts2",
+        env={
+            "TTS_WORKER_CHECKPOINT_DIR": str(model_dir),
+            "TTS_WORKER_HF_HOME": str(hf_home),
+            "TTS_WORKER_MAX_MEL_TOKENS": "20",
+            "TTS_WORKER_NUM_BEAMS": "1",
+            "TTS_WORKER_TEXT_LANGUAGE": "zh",
+            "TTS_WORKER_NEMO_CACHE_DIR": str(cache_dir / "nemo_cache"),
+            "TTS_WORKER_DEFAULT_VOICE": str(engine.write_voice(work_dir / "voice.wav", 1.5)),
+        },
+        text=engine.TEXT,
+    )
+    return {
+        **figures,
+        "worker_rss_mb_indextts2": model["rss"],
+        "worker_hwm_mb_indextts2": model["hwm"],
+    }
+
+
+def table(results: dict[str, float], about: dict[str, float | str]) -> str:
+    lines = [
+        f"machine: {about['cpu']}, {about['cores']} cores, {about['memory_gb']} GB, Python {about['python']}",
+        "",
+        f"{'figure':<40} {'value':>12}  target",
+        f"{'-' * 40} {'-' * 12}  {'-' * 20}",
+    ]
+    for key, target in HEADLINE:
+        lines.append(f"{key:<40} {_number(results.get(key, math.nan)):>12}  {target}")
+    lines += ["", "all figures:"]
+    lines += [f"  {key:<48} {_number(value):>12}" for key, value in sorted(results.items())]
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the code runs")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default bench/results.json)")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="comma-separated parts to run (default: all)"
+    )
+    args = parser.parse_args(argv)
+    about = machine()
+    with tempfile.TemporaryDirectory(prefix="indextts-bench-") as work:
+        parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+        results = run(quick=args.quick, work_dir=Path(work), cache_dir=CACHE, parts=parts)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
+    print(table(results, about))
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The benchmarks run and report: each part at tiny sizes yields its keys of results.json as finite
+numbers. Timings are the bench's business, not the tests': nothing here asserts a figure."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import run
+from bench.baseline_celery import redis_server_binary
+from bench.stats import JobTiming, busy_fraction, engine_wait, overhead_figures, percentile
+
+# The keys the issue requires of bench/results.json, and the part that produces each.
+REQUIRED = {
+    "overhead": [
+        "overhead_p50_ms_c1",
+        "overhead_p99_ms_c1",
+        "overhead_p50_ms_c100",
+        "overhead_p99_ms_c100",
+        "gateway_rss_mb_loaded",
+    ],
+    "baseline": [
+        "baseline_overhead_p50_ms_c100",
+        "baseline_overhead_p99_ms_c100",
+        "baseline_busy_fraction_w4",
+    ],
+    "scaling": ["busy_fraction_w1", "busy_fraction_w2", "busy_fraction_w4"],
+    "engine": ["engine_wrapper_overhead_pct", "speaker_cache_speedup", "model_load_s", "espeak_rtf"],
+    "memory": ["worker_rss_mb_espeak"],
+}
+
+
+def test_every_required_key_is_produced_by_a_part_and_listed_in_the_table() -> None:
+    produced = {key for keys in REQUIRED.values() for key in keys}
+    assert {key for key, _ in run.HEADLINE} <= produced
+    assert set(REQUIRED) == set(run.PARTS)
+
+
+def run_parts(tmp_path: Path, parts: list[str]) -> dict[str, float]:
+    results = run.run(quick=True, work_dir=tmp_path / "work", cache_dir=run.CACHE, parts=parts)
+    for part in parts:
+        missing = [key for key in REQUIRED[part] if key not in results]
+        assert not missing, f"{part} did not produce {missing}"
+    not_numbers = {key: value for key, value in results.items() if not math.isfinite(value)}
+    assert not not_numbers, f"figures that are not finite numbers: {not_numbers}"
+    return results
+
+
+def test_the_control_plane_parts_produce_their_figures(tmp_path: Path) -> None:
+    run_parts(tmp_path, ["overhead", "scaling"])
+
+
+@pytest.mark.skipif(
+    redis_server_binary() is None,
+    reason="redis-server is not installed (make bench installs it: apt-get install -y redis-server)",
+)
+def test_the_celery_baseline_produces_its_figures(tmp_path: Path) -> None:
+    run_parts(tmp_path, ["baseline"])
+
+
+@pytest.mark.slow
+def test_the_engine_and_memory_parts_produce_their_figures(tmp_path: Path) -> None:
+    run_parts(tmp_path, ["engine", "memory"])
+
+
+def test_the_command_writes_a_flat_results_file(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    assert run.main(["--quick", "--parts", "memory", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written
+    assert all(isinstance(value, float | int) for value in written.values())
+
+
+# --- the arithmetic behind the figures -------------------------------------------------------------
+
+
+def job(submitted: float, started: float, finished: float, received: float) -> JobTiming:
+    return JobTiming(submitted, started, finished, received)
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [([1.0], 50, 1.0), ([1.0, 2.0, 3.0], 50, 2.0), ([0.0, 10.0], 99, 9.9), ([3.0, 1.0, 2.0], 0, 1.0)],
+)
+def test_percentile_interpolates_between_ranks(values: list[float], q: float, expected: float) -> None:
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_time_queued_behind_a_busy_engine_is_not_overhead() -> None:
+    # One engine: the second job waits 1 s while the first runs, then starts 0.1 s after it ends.
+    jobs = [job(0.0, 0.0, 1.0, 1.0), job(0.0, 1.1, 2.1, 2.1)]
+    assert engine_wait(jobs, capacity=1) == pytest.approx([0.0, 1.0])
+    assert engine_wait(jobs, capacity=2) == pytest.approx([0.0, 0.0])
+    figures = overhead_figures(jobs, 1.0, 1, "c2")
+    assert figures["overhead_p50_ms_c2"] == pytest.approx(50.0)  # 0 and 100 ms: the gap is overhead
+
+
+def test_busy_fraction_is_work_per_worker_over_the_span() -> None:
+    jobs = [job(0.0, 0.0, 1.0, 1.0), job(0.0, 0.0, 1.0, 1.0), job(0.0, 1.0, 2.0, 2.0)]
+    assert busy_fraction(jobs, 1.0, workers=2) == pytest.approx(0.75)
+    assert busy_fraction(jobs, 1.0, workers=1) == pytest.approx(1.5)
