@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,6 +129,7 @@ class Worker:
         self._js: JetStreamContext | None = None
         self._bucket: KeyValue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.worker_id)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -316,7 +318,10 @@ class Worker:
             hand.progress = Progress(segments_done=min(done, total), segments_total=max(total, 1))
             loop.call_soon_threadsafe(self._progress_changed, hand)
 
-        work = asyncio.ensure_future(asyncio.to_thread(self._task_sync, job, on_progress))
+        # The slot's own thread: asyncio's shared pool has only cpu_count + 4 threads for all slots.
+        work = asyncio.ensure_future(
+            loop.run_in_executor(self._task_thread, self._task_sync, job, on_progress)
+        )
         watch = asyncio.create_task(self._watch(hand))
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
