@@ -319,9 +319,7 @@ class Worker:
             loop.call_soon_threadsafe(self._progress_changed, hand)
 
         # The slot's own thread: asyncio's shared pool has only cpu_count + 4 threads for all slots.
-        work = asyncio.ensure_future(
-            loop.run_in_executor(self._task_thread, self._task_sync, job, on_progress)
-        )
+        work: asyncio.Future[Any] = loop.run_in_executor(self._task_thread, self._task_sync, job, on_progress)
         watch = asyncio.create_task(self._watch(hand))
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
