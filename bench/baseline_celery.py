@@ -167,7 +167,10 @@ def measure(
         for clients in levels:
             with celery_worker(url, concurrency=clients, service_seconds=service_seconds):
                 drive(url, min(clients, warmup), warmup)
+                began = time.monotonic()
                 timings = drive(url, clients, jobs[clients])
+                wall = time.monotonic() - began
+            results[f"baseline_throughput_jobs_per_s_c{clients}"] = len(timings) / wall
             # One "GPU": the global lock lets one task at a time hold it.
             results.update(overhead_figures(timings, service_seconds, 1, f"c{clients}", prefix="baseline_"))
         with celery_worker(url, concurrency=scaling_workers, service_seconds=scaling_service_seconds):

@@ -40,6 +40,21 @@ def rss_mb(pid: int) -> dict[str, float]:
     return figures
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pid(pid: int) -> int | None:
+    """The first child of a process (local mode's embedded nats-server), if any."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        if children:
+            return int(children[0])
+    return None
+
+
 class RssSampler:
     """Samples a process's VmRSS every ``every`` seconds while the block runs; ``peak_mb`` after."""
 

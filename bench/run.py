@@ -85,6 +85,7 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
                 jobs=per_level,
                 warmup=3 if quick else 20,
                 max_workers=4 if quick else None,
+                long_service_seconds=None if quick else 4.0,
             ),
         ),
         "baseline": (
@@ -99,7 +100,12 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
         ),
         "scaling": (
             "throughput scaling (local mode)",
-            lambda: scaling.measure(work_dir / "scaling", jobs=scaling_jobs, service_seconds=scaling_service),
+            lambda: scaling.measure(
+                work_dir / "scaling",
+                jobs=scaling_jobs,
+                service_seconds=scaling_service,
+                long_service_seconds=None if quick else 1.0,
+            ),
         ),
         "engine": (
             "engine (IndexTTS2 on random weights; espeak)",
@@ -117,7 +123,18 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
         print(f"-- {title} ...", file=sys.stderr, flush=True)
         results.update(step())
         print(f"   done in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+    results.update(versus_baseline(results))
     return results
+
+
+def versus_baseline(results: dict[str, float]) -> dict[str, float]:
+    """Our overhead over the baseline's, wherever both were measured (below 1: ours is smaller)."""
+    ratios = {}
+    for key, ours in results.items():
+        theirs = results.get(f"baseline_{key}")
+        if key.startswith("overhead_p") and theirs:
+            ratios[key.replace("overhead_", "overhead_vs_baseline_", 1)] = ours / theirs
+    return ratios
 
 
 def worker_memory(work_dir: Path, cache_dir: Path, *, indextts2: bool = True) -> dict[str, float]:

@@ -48,22 +48,32 @@ def measure(
     service_seconds: float = 0.1,
     jobs: int = 200,
     worker_counts: Sequence[int] = (1, 2, 4),
+    long_service_seconds: float | None = 1.0,
+    long_jobs: int = 40,
 ) -> dict[str, float]:
+    """Busy fractions at 1, 2 and 4 slots; with ``long_service_seconds``, the largest again with a
+    service time nearer a real synthesis's (key ``busy_fraction_wN_long``): the gaps between jobs are
+    the same milliseconds, a smaller share of a longer job."""
     results: dict[str, float] = {"scaling_service_ms": 1000 * service_seconds, "scaling_jobs": jobs}
-    for workers in worker_counts:
-        with running_stack(
-            data_dir / f"w{workers}", workers=workers, service_seconds=service_seconds
-        ) as stack:
+    runs = [(workers, service_seconds, jobs, "") for workers in worker_counts]
+    if long_service_seconds is not None:
+        runs.append((max(worker_counts), long_service_seconds, long_jobs, "_long"))
+        results["scaling_long_service_ms"] = 1000 * long_service_seconds
+    for workers, service, count, suffix in runs:
+        folder = data_dir / f"w{workers}{suffix}"
+        with running_stack(folder, workers=workers, service_seconds=service) as stack:
             drive(stack, workers, 2 * workers, first_index=1_000_000)  # warm every slot
-            timings = submit_all(stack, jobs)
-        results[f"busy_fraction_w{workers}"] = busy_fraction(timings, service_seconds, workers)
-        gaps = _gaps_ms(timings, workers)
-        results[f"gap_between_jobs_ms_w{workers}"] = gaps
+            timings = submit_all(stack, count)
+        results[f"busy_fraction_w{workers}{suffix}"] = busy_fraction(timings, service, workers)
+        results[f"gap_between_jobs_ms_w{workers}{suffix}"] = _gaps_ms(timings, workers)
+        in_worker = sum(t.finished - t.started for t in timings) / len(timings) - service
+        results[f"in_worker_extra_ms_w{workers}{suffix}"] = 1000 * in_worker
     return results
 
 
 def _gaps_ms(timings: list[JobTiming], workers: int) -> float:
-    """The mean idle time of a slot between two jobs: (span x workers - work) / jobs."""
+    """The mean idle time of a slot between one job's end (its ``completed`` event) and the next
+    one's start (its ``started`` event): (span x workers - time within jobs) / jobs."""
     span = max(t.finished for t in timings) - min(t.started for t in timings)
     work = sum(t.finished - t.started for t in timings)
     return 1000 * (span * workers - work) / len(timings)

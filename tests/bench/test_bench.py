@@ -102,3 +102,14 @@ def test_busy_fraction_is_work_per_worker_over_the_span() -> None:
     jobs = [job(0.0, 0.0, 1.0, 1.0), job(0.0, 0.0, 1.0, 1.0), job(0.0, 1.0, 2.0, 2.0)]
     assert busy_fraction(jobs, 1.0, workers=2) == pytest.approx(0.75)
     assert busy_fraction(jobs, 1.0, workers=1) == pytest.approx(1.5)
+
+
+def test_our_overhead_is_reported_over_the_baseline_where_both_exist() -> None:
+    results = {
+        "overhead_p50_ms_c1": 10.0,
+        "baseline_overhead_p50_ms_c1": 5.0,
+        "overhead_p99_ms_c1": 20.0,
+        "busy_fraction_w4": 0.9,
+        "baseline_busy_fraction_w4": 0.2,
+    }
+    assert run.versus_baseline(results) == {"overhead_vs_baseline_p50_ms_c1": 2.0}
