@@ -3,6 +3,7 @@ numbers. Timings are the bench's business, not the tests': nothing here asserts 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -75,6 +76,10 @@ def test_the_control_plane_parts_produce_their_figures(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     redis_server_binary() is None,
     reason="redis-server is not installed (make bench installs it: apt-get install -y redis-server)",
+)
+@pytest.mark.skipif(
+    importlib.util.find_spec("celery") is None or importlib.util.find_spec("redis") is None,
+    reason="the bench extra (celery, redis) is not installed (make bench installs it)",
 )
 def test_the_celery_baseline_produces_its_figures(tmp_path: Path) -> None:
     run_parts(tmp_path, ["baseline"])
