@@ -97,6 +97,26 @@ class Load:
         }
 
 
+def _level(
+    stack: LocalStack, clients: int, jobs: int, results: dict[str, float], *, sample_memory: bool
+) -> list[JobTiming]:
+    """One level's jobs; its load figures (and, if asked, the stack's memory) go into ``results``."""
+    load = Load(stack.pid, child_pid(stack.pid))
+    if sample_memory:
+        time.sleep(1.0)
+        results["gateway_rss_mb_idle"] = rss_mb(stack.pid)["rss"]
+        load.start()
+        with RssSampler(stack.pid) as sampler:
+            timings = drive(stack, clients, jobs)
+        results["gateway_rss_mb_loaded"] = sampler.peak_mb
+        results["gateway_hwm_mb"] = rss_mb(stack.pid)["hwm"]
+    else:
+        load.start()
+        timings = drive(stack, clients, jobs)
+    results.update(load.per_job(len(timings), f"c{clients}"))
+    return timings
+
+
 def measure(
     data_dir: Path,
     *,
@@ -120,27 +140,20 @@ def measure(
     """
     jobs = jobs or {1: 100, 10: 300, 100: 600}
     results: dict[str, float] = {"overhead_service_ms": 1000 * service_seconds}
+    # Levels with the same number of slots share a stack (only when max_workers caps them).
+    groups: dict[int, list[int]] = {}
     for clients in levels:
-        workers = min(clients, max_workers or clients)
+        groups.setdefault(min(clients, max_workers or clients), []).append(clients)
+    for workers, group in groups.items():
         with running_stack(
-            data_dir / f"c{clients}", workers=workers, service_seconds=service_seconds
+            data_dir / f"w{workers}", workers=workers, service_seconds=service_seconds
         ) as stack:
-            drive(stack, min(clients, warmup), warmup, first_index=1_000_000)
-            load = Load(stack.pid, child_pid(stack.pid))
-            if clients == max(levels):
-                time.sleep(1.0)
-                results["gateway_rss_mb_idle"] = rss_mb(stack.pid)["rss"]
-                load.start()
-                with RssSampler(stack.pid) as sampler:
-                    timings = drive(stack, clients, jobs[clients])
-                results["gateway_rss_mb_loaded"] = sampler.peak_mb
-                results["gateway_hwm_mb"] = rss_mb(stack.pid)["hwm"]
-            else:
-                load.start()
-                timings = drive(stack, clients, jobs[clients])
-            results.update(load.per_job(len(timings), f"c{clients}"))
-        results.update(overhead_figures(timings, service_seconds, workers, f"c{clients}"))
-        results[f"overhead_jobs_c{clients}"] = len(timings)
+            drive(stack, min(max(group), warmup), warmup, first_index=1_000_000)
+            for clients in group:
+                largest = clients == max(levels)
+                timings = _level(stack, clients, jobs[clients], results, sample_memory=largest)
+                results.update(overhead_figures(timings, service_seconds, workers, f"c{clients}"))
+                results[f"overhead_jobs_c{clients}"] = len(timings)
     if long_service_seconds is not None:
         clients = max(levels)
         workers = min(clients, max_workers or clients)

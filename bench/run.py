@@ -99,6 +99,7 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
                 scaling_jobs=scaling_jobs,
                 scaling_service_seconds=scaling_service,
                 warmup=3 if quick else 10,
+                max_concurrency=4 if quick else None,
             ),
         ),
         "scaling": (
