@@ -10,6 +10,7 @@ is first imported, so the hub is never asked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import random
@@ -123,6 +124,9 @@ def _measure(cache_dir: Path, repeats: int) -> dict[str, float]:
     def through_engine() -> None:
         engine.synthesize(request, lambda done, total: None)
 
+    def speak_with(reference: Path) -> None:
+        engine.synthesize(SynthesisRequest(text=TEXT, reference_audio=reference), lambda done, total: None)
+
     def direct_call() -> None:
         direct.infer(**arguments)
 
@@ -140,13 +144,7 @@ def _measure(cache_dir: Path, repeats: int) -> dict[str, float]:
     misses, hits = [], []
     for index in range(repeats):
         other = write_voice(voices / f"miss-{index}.wav", 1.5, pitch=150.0 + 7 * index)
-        misses.append(
-            _timed(
-                lambda path=other: engine.synthesize(  # type: ignore[misc]
-                    SynthesisRequest(text=TEXT, reference_audio=path), lambda done, total: None
-                )
-            )
-        )
+        misses.append(_timed(functools.partial(speak_with, other)))
         hits.append(_timed(through_engine))
     results["speaker_cache_miss_ms"] = 1000 * statistics.median(misses)
     results["speaker_cache_hit_ms"] = 1000 * statistics.median(hits)
