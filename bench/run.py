@@ -113,7 +113,7 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
         ),
         "engine": (
             "engine (IndexTTS2 on random weights; espeak)",
-            lambda: engine.measure(cache_dir, repeats=1 if quick else 9),
+            lambda: engine.measure(cache_dir, repeats=1 if quick else 15),
         ),
         "memory": (
             "worker memory",
