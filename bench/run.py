@@ -172,7 +172,8 @@ def worker_memory(work_dir: Path, cache_dir: Path, *, indextts2: bool = True) ->
 
 def table(results: dict[str, float], about: dict[str, float | str]) -> str:
     lines = [
-        f"machine: {about['cpu']}, {about['cores']} cores, {about['memory_gb']} GB, Python {about['python']}",
+        f"machine: {about['cpu']}, {about['cores']} cores, {about['memory_gb']} GB, Python {about['python']}"
+        f" (load average at the start: {about['load_average']})",
         "",
         f"{'figure':<40} {'value':>12}  target",
         f"{'-' * 40} {'-' * 12}  {'-' * 20}",
