@@ -15,7 +15,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from tts_api.messages import MessageError, decode_event
-from tts_api.nats_names import EVENTS_STREAM, EVENTS_SUBJECTS, JOBS_STREAM, OPERATOR_CONSUMER
+from tts_api.nats_names import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_PREFIX,
+    EVENTS_SUBJECTS,
+    JOBS_STREAM,
+    OPERATOR_CONSUMER,
+)
 from tts_operator import metrics
 from tts_operator.reconcile import WorkerEventInput
 from tts_operator.runner import Runner
@@ -46,6 +52,13 @@ async def ensure_operator_consumer(js: JetStreamContext) -> None:
     await js.add_consumer(EVENTS_STREAM, operator_consumer())
 
 
+def workflow_token(subject: str) -> str:
+    """The workflow uid in an event's subject, ``tts.events.<uid>.<kind>`` (the subject itself when
+    it does not have that form: such a message is then handled on its own)."""
+    prefix = EVENTS_SUBJECT_PREFIX + "."
+    return subject.removeprefix(prefix).split(".", 1)[0] if subject.startswith(prefix) else subject
+
+
 class EventsConsumer:
     """Pulls worker events in batches and hands each to the runner, in order."""
 
@@ -68,8 +81,7 @@ class EventsConsumer:
                 except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from a batch fetch
                     self._runner.events_caught_up = True
                     continue
-                for message in messages:
-                    await self.handle(message)
+                await self.handle_batch(messages)
                 if len(messages) < self._batch:
                     # The backlog (events sent while this operator was down) has been read.
                     self._runner.events_caught_up = True
@@ -79,6 +91,19 @@ class EventsConsumer:
                 await gauges
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        """Each workflow's events in order; different workflows' at once (the runner locks each
+        workflow), so a busy operator does not apply a thousand workflows' events one by one."""
+        by_workflow: dict[str, list[Msg]] = {}
+        for message in messages:
+            by_workflow.setdefault(workflow_token(message.subject), []).append(message)
+
+        async def in_order(batch: list[Msg]) -> None:
+            for message in batch:
+                await self.handle(message)
+
+        await asyncio.gather(*(in_order(batch) for batch in by_workflow.values()))
 
     async def handle(self, message: Msg) -> None:
         try:
