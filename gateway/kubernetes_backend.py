@@ -20,6 +20,7 @@ from tts_api.errors import TTSError
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec
 from tts_api.validation import read_workflow
+from tts_operator.store import read_workflow_body
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +77,8 @@ class KubernetesBackend:
         return self._read(created if isinstance(created, dict) else body)
 
     async def get(self, name: str) -> TTSWorkflow | None:
-        from kubernetes.client import ApiException
-
-        try:
-            body = await asyncio.to_thread(
-                self._custom.get_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                self._namespace,
-                PLURAL,
-                name,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._read(body)
+        body = await read_workflow_body(self._custom, self._namespace, name)
+        return self._read(body) if body is not None else None
 
     async def list(self) -> list[TTSWorkflow]:
         listing = await asyncio.to_thread(

@@ -85,6 +85,24 @@ def kube_api_client(api_url: str = "") -> Any:
     return client.ApiClient(configuration)
 
 
+async def read_workflow_body(custom: Any, namespace: str | None, name: str) -> dict[str, Any] | None:
+    """A TTSWorkflow as the API server holds it, read off the event loop; None when there is none.
+
+    ``custom`` is a ``kubernetes.client.CustomObjectsApi``.
+    """
+    from kubernetes.client import ApiException
+
+    try:
+        body: dict[str, Any] = await asyncio.to_thread(
+            custom.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body
+
+
 class KubernetesStore:
     """TTSWorkflows through the Kubernetes API (the official client, run off the event loop)."""
 
@@ -101,18 +119,8 @@ class KubernetesStore:
         return cls(kube_api_client(api_url), namespaces)
 
     async def get(self, namespace: str | None, name: str) -> Workflow | None:
-        from kubernetes.client import ApiException
-
-        body: dict[str, Any]
-        try:
-            body = await asyncio.to_thread(
-                self._custom.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return workflow_from_body(body)
+        body = await read_workflow_body(self._custom, namespace, name)
+        return workflow_from_body(body) if body is not None else None
 
     async def list(self) -> list[Workflow]:
         listing: dict[str, Any]
