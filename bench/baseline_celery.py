@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import JobTiming, busy_fraction, overhead_figures
-from tts_api.embedded_nats import free_port
+from tts_api.embedded_nats import free_port, stop_child
 
 LEVEL_SECONDS = 180.0
 
@@ -48,12 +48,7 @@ def redis_server() -> Iterator[str]:
             _wait_for_redis(port, process)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_child(process, 10)
 
 
 def _wait_for_redis(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -89,12 +84,7 @@ def celery_worker(redis_url: str, *, concurrency: int, service_seconds: float) -
         app.backend.client.delete("gpu_lock")
         yield process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process, 30)
 
 
 def _client_app(redis_url: str) -> Any:

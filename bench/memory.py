@@ -19,7 +19,7 @@ from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from tts_api.constants import TaskName
-from tts_api.embedded_nats import EmbeddedNats
+from tts_api.embedded_nats import EmbeddedNats, stop_child
 from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import JobMessage, WorkflowRef, encode, make_job_id
 from tts_api.nats_names import job_subject
@@ -163,9 +163,4 @@ def _worker(url: str, share: Path, engine: str, env: dict[str, str]) -> Iterator
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process, 30)

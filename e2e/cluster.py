@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from tts_api.embedded_nats import stop_child
 from tts_api.resource import TTSWorkflowStatus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -227,11 +228,7 @@ class Cluster:
                 eventually(answers, timeout=30, interval=0.5, what="the gateway through kubectl port-forward")
                 yield client
         finally:
-            forward.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                forward.wait(timeout=10)
-            if forward.poll() is None:
-                forward.kill()
+            stop_child(forward, 10)
 
 
 def _run(command: Sequence[str], *, stdin: str | None = None, timeout: float) -> str:
