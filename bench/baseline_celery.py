@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import JobTiming, busy_fraction, overhead_figures
-from tts_api.embedded_nats import free_port, stop_child
+from nats_support.embedded_nats import free_port, stop_child
 
 LEVEL_SECONDS = 180.0
 

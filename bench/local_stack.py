@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tts_api.embedded_nats import free_port
+from nats_support.embedded_nats import free_port
 
 COMMAND = str(Path(sys.executable).parent / "indextts-k8s")
 TEXT = "你好，这是一个测试。"  # one segment: the synthetic engine sleeps its service time in one go

@@ -18,9 +18,9 @@ import nats
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
+from nats_support.embedded_nats import EmbeddedNats, stop_child
+from nats_support.jetstream import ensure_jetstream
 from tts_api.constants import TaskName
-from tts_api.embedded_nats import EmbeddedNats, stop_child
-from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import JobMessage, WorkflowRef, encode, make_job_id
 from tts_api.nats_names import job_subject
 from tts_api.policy import ValidationPolicy

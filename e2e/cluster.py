@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
-from tts_api.embedded_nats import stop_child
+from nats_support.embedded_nats import stop_child
 from tts_api.resource import TTSWorkflowStatus
 
 REPO = Path(__file__).resolve().parent.parent

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from gateway.kubernetes_backend import KubernetesBackend, open_kubernetes_backend
     from gateway.settings import GatewaySettings
     from gateway.worker_directory import open_worker_directory
+    from kube_access.client import api_client
     from tts_api.policy import policy_from_env
-    from tts_operator.store import kube_api_client
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     }
     settings = GatewaySettings(**overrides)
     policy = policy_with_presets(policy_from_env(), settings.presets_file)
-    api = kube_api_client(args.kube_api_url)
+    api = api_client(args.kube_api_url)
     quota_reader = KubernetesBackend(api, settings.namespace, policy).gpu_quota
     app = create_app(
         settings,
@@ -68,6 +68,6 @@ def policy_with_presets(policy: ValidationPolicy, presets_file: Path | None) -> 
     """``policy`` knowing the preset names of ``presets_file`` (read as the workers read it)."""
     if presets_file is None:
         return policy
-    from inference_pod.presets import load_presets
+    from voice_library.presets import load_presets
 
     return policy.model_copy(update={"voice_presets": frozenset(load_presets(presets_file))})

@@ -2,7 +2,7 @@
 
 The gateway creates, reads, lists and deletes TTSWorkflows in its namespace (its Role allows just
 that) and reads the namespace's ResourceQuota on ``requests.nvidia.com/gpu``, the GPU lock's
-capacity. The official client is synchronous: every call runs off the event loop.
+capacity. Every call goes through :mod:`kube_access`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway.monitoring import GpuQuota
-from tts_api.constants import API_GROUP, API_VERSION, PLURAL
+from kube_access.client import ConflictError
+from kube_access.cluster import ResourceQuotas
+from kube_access.workflows import Workflows
 from tts_api.errors import TTSError
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec
 from tts_api.validation import read_workflow
-from tts_operator.store import read_workflow_body
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,8 @@ class WorkflowExistsError(Exception):
 
 class KubernetesBackend:
     def __init__(self, api_client: Any, namespace: str, policy: ValidationPolicy) -> None:
-        from kubernetes import client
-
-        # Typed loosely: the client's generated signatures return ``object`` for custom objects.
-        self._custom: Any = client.CustomObjectsApi(api_client)
-        self._core: Any = client.CoreV1Api(api_client)
+        self._workflows = Workflows(api_client)
+        self._quotas = ResourceQuotas(api_client)
         self._namespace = namespace
         self._policy = policy
 
@@ -47,45 +45,23 @@ class KubernetesBackend:
         return read_workflow(body, policy=self._policy)
 
     async def ping(self) -> None:
-        await asyncio.to_thread(
-            self._custom.list_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            self._namespace,
-            PLURAL,
-            limit=1,
-        )
+        await self._workflows.list(self._namespace, limit=1)
 
     async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:
-        from kubernetes.client import ApiException
-
         body = TTSWorkflow(metadata=ObjectMeta(name=name, namespace=self._namespace), spec=spec).to_k8s()
         try:
-            created = await asyncio.to_thread(
-                self._custom.create_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                self._namespace,
-                PLURAL,
-                body,
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise WorkflowExistsError(f"a workflow named {name!r} already exists") from None
-            raise
-        # A real API server answers with the object (uid, creationTimestamp); an emulator may not.
-        return self._read(created if isinstance(created, dict) else body)
+            created = await self._workflows.create(self._namespace, body)
+        except ConflictError:
+            raise WorkflowExistsError(f"a workflow named {name!r} already exists") from None
+        return self._read(created)
 
     async def get(self, name: str) -> TTSWorkflow | None:
-        body = await read_workflow_body(self._custom, self._namespace, name)
+        body = await self._workflows.get(self._namespace, name)
         return self._read(body) if body is not None else None
 
     async def list(self) -> list[TTSWorkflow]:
-        listing = await asyncio.to_thread(
-            self._custom.list_namespaced_custom_object, API_GROUP, API_VERSION, self._namespace, PLURAL
-        )
         found: list[TTSWorkflow] = []
-        for body in listing.get("items", []):
+        for body in await self._workflows.list(self._namespace):
             try:
                 found.append(self._read(body))
             except TTSError as exc:  # written by hand around the CRD's schema: show the others
@@ -94,22 +70,7 @@ class KubernetesBackend:
         return found
 
     async def delete(self, name: str) -> bool:
-        from kubernetes.client import ApiException
-
-        try:
-            await asyncio.to_thread(
-                self._custom.delete_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                self._namespace,
-                PLURAL,
-                name,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await self._workflows.delete(self._namespace, name)
 
     async def wait(
         self, name: str, predicate: Callable[[TTSWorkflow], bool], wait_seconds: float
@@ -126,24 +87,17 @@ class KubernetesBackend:
 
     async def gpu_quota(self) -> GpuQuota | None:
         """The namespace's quota on ``requests.nvidia.com/gpu``, if one is set."""
-        listing = await asyncio.to_thread(self._core.list_namespaced_resource_quota, self._namespace)
-        for quota in listing.items:
-            hard = (
-                (quota.status.hard if quota.status and quota.status.hard else None) or quota.spec.hard or {}
-            )
-            if GPU_QUOTA_KEY not in hard:
+        for quota in await self._quotas.list(self._namespace):
+            if GPU_QUOTA_KEY not in quota.hard:
                 continue
-            used = (quota.status.used if quota.status and quota.status.used else None) or {}
             try:
                 return GpuQuota(
-                    name=quota.metadata.name,
-                    hard=int(hard[GPU_QUOTA_KEY]),
-                    used=int(used.get(GPU_QUOTA_KEY, 0)),
+                    name=quota.name,
+                    hard=int(quota.hard[GPU_QUOTA_KEY]),
+                    used=int(quota.used.get(GPU_QUOTA_KEY, 0)),
                 )
             except ValueError:
-                log.warning(
-                    "ResourceQuota %s has a GPU figure that is not a whole number", quota.metadata.name
-                )
+                log.warning("ResourceQuota %s has a GPU figure that is not a whole number", quota.name)
         return None
 
 

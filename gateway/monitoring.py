@@ -17,8 +17,7 @@ from pydantic import BaseModel, Field
 from gateway.presenters import task_id
 from tts_api.constants import StageState
 from tts_api.errors import ErrorCode
-from tts_api.jetstream import WORKER_ENTRY_TTL_SECONDS
-from tts_api.registry import ModelState, WorkerEntry, WorkerState
+from tts_api.registry import WORKER_ENTRY_TTL_SECONDS, ModelState, WorkerEntry, WorkerState
 from tts_api.resource import TTSWorkflow
 
 ACTIVE_STATES = frozenset({StageState.QUEUED, StageState.RUNNING})

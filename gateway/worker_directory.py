@@ -16,7 +16,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from gateway.monitoring import GpuQuota
-from tts_api.jetstream import ensure_jetstream
+from nats_support.jetstream import ensure_jetstream
 from tts_api.registry import WorkerEntry, decode_entry
 
 log = logging.getLogger(__name__)

@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from inference_pod.engines.factory import SlotError, build_engine, engine_name, plan_slots
     from inference_pod.logs import configure_logging
     from inference_pod.metrics import WorkerMetrics
-    from inference_pod.presets import PresetError, load_presets
     from inference_pod.settings import WorkerSettings
     from inference_pod.worker import Worker
     from tts_api.policy import policy_from_env
+    from voice_library.presets import PresetError, load_presets
 
     overrides = {
         key: value

@@ -15,10 +15,9 @@ import soundfile
 from inference_pod.audio_output import write_wav
 from inference_pod.engines.base import Engine, ProgressCallback, SynthesisRequest, model_info
 from inference_pod.gpu import GpuStatus
-from inference_pod.presets import Presets
 from tts_api.errors import ErrorCode, TTSError, invalid_input
 from tts_api.registry import ModelState
-from tts_api.request import IndexTTSConfig, is_preset_name
+from tts_api.request import IndexTTSConfig
 from tts_api.results import (
     GpuReport,
     HealthReport,
@@ -28,6 +27,7 @@ from tts_api.results import (
     VoicePresetList,
 )
 from tts_api.shared_paths import SharedPathError, SharedRoot
+from voice_library.presets import Presets, preset_list, reference_audio
 
 # Shorter reference audio carries too little voice to condition on.
 MIN_REFERENCE_SECONDS = 0.5
@@ -35,12 +35,7 @@ MIN_REFERENCE_SECONDS = 0.5
 
 def resolve_audio(field: str, value: str, root: SharedRoot, presets: Presets) -> Path:
     """The local file of a reference: a preset's audio, or a .wav under the shared root, readable."""
-    if is_preset_name(value):
-        preset = presets.get(value)
-        if preset is None:
-            listing = ", ".join(sorted(presets)) or "none are configured on this worker"
-            raise invalid_input(field, f"{value!r} is not a voice preset (presets: {listing})")
-        value = preset.reference_audio
+    value = reference_audio(field, value, presets)
     try:
         path = root.local_path(value)
     except SharedPathError as exc:
@@ -158,6 +153,4 @@ def get_model_info(engine: Engine) -> ModelInfoReport:
 
 
 def list_voice_presets(presets: Presets) -> VoicePresetList:
-    return VoicePresetList(
-        presets={name: entry.public() for name, entry in presets.items()}, total_count=len(presets)
-    )
+    return preset_list(presets)

@@ -43,11 +43,10 @@ from inference_pod.outcomes import (
     after_failure,
     too_many_deliveries,
 )
-from inference_pod.presets import Presets
 from inference_pod.settings import WorkerSettings
+from nats_support.jetstream import ensure_jetstream
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
-from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import (
     CancelMessage,
     CompletedEvent,
@@ -68,6 +67,7 @@ from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.request import IndexTTSConfig
 from tts_api.results import ResultModel
+from voice_library.presets import Presets
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,19 @@
-"""Fixtures shared by every test: a shared volume and the validation policy around it."""
+"""Fixtures shared by every test: a shared volume, the validation policy around it, a real nats-server
+and local mode's record store on it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
+from nats.aio.client import Client
 
+from local_mode.record_store import LocalWorkflowStore
+from nats_support.embedded_nats import EmbeddedNats
 from tests.inference_pod.checkpoint_builder import Checkpoint
-from tts_api.embedded_nats import EmbeddedNats
 from tts_api.policy import ValidationPolicy, policy_from_env
 
 
@@ -53,6 +57,20 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 @pytest.fixture
 def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
+
+
+@pytest.fixture
+async def nats_client(nats_url: str) -> AsyncIterator[Client]:
+    connection = await nats.connect(nats_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def store(nats_client: Client, policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
+    opened = await LocalWorkflowStore.open(nats_client.jetstream(), policy)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(scope="session")

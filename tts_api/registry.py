@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tts_api.constants import TaskName
 from tts_api.messages import MESSAGE_VERSION, WorkflowRef, utcnow
 
+# A worker's registry entry expires this long after its last refresh (workers refresh every few s).
+WORKER_ENTRY_TTL_SECONDS = 15.0
+
 
 class WorkerState(StrEnum):
     IDLE = "idle"

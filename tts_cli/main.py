@@ -16,7 +16,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, str] = {
     "crd": "tts_cli.crd_command",
     "gateway": "gateway.cli",
-    "local": "tts_cli.local_command",
+    "local": "local_mode.cli",
     "submit": "tts_cli.submit_command",
     "worker": "inference_pod.cli",
     "operator": "tts_operator.cli",

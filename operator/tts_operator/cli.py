@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     import kopf
     import prometheus_client
 
+    from kube_access.client import api_client
     from tts_operator.handlers import register
     from tts_operator.leader import LeaderElector
     from tts_operator.settings import Settings
-    from tts_operator.store import kube_api_client
 
     settings = Settings()
     kopf.configure(
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     elector = None
     if settings.leader_election and not args.standalone:
         elector = LeaderElector(
-            kube_api_client(settings.kube_api_url),
+            api_client(settings.kube_api_url),
             name=settings.lease_name,
             namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
             identity=os.environ.get("POD_NAME") or socket.gethostname(),

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from kube_access.client import ConflictError, NotFoundError
+from kube_access.cluster import Leases
 from tts_operator import metrics
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,7 @@ class LeaderElector:
         on_lost: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        from kubernetes import client
-
-        self._api: Any = client.CoordinationV1Api(api_client)
+        self._leases = Leases(api_client)
         self.name = name
         self.namespace = namespace
         self.identity = identity
@@ -92,8 +92,6 @@ class LeaderElector:
 
     async def try_once(self) -> bool:
         """One round: read the Lease and act on it; True when this replica holds it afterwards."""
-        from kubernetes.client import ApiException
-
         now = self._clock()
         lease = await self._read()
         step = lease_step(lease, self.identity, now)
@@ -108,7 +106,7 @@ class LeaderElector:
             if step == LeaseStep.CREATE:
                 spec |= {"acquireTime": _microtime(now), "leaseTransitions": 0}
                 body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
-                await asyncio.to_thread(self._api.create_namespaced_lease, self.namespace, body)
+                await self._leases.create(self.namespace, body)
             else:
                 assert lease is not None  # noqa: S101 (lease_step only creates when there is none)
                 if step == LeaseStep.TAKE:
@@ -119,17 +117,9 @@ class LeaderElector:
                 if version:
                     # Optimistic concurrency: the write fails (409) if another replica wrote first.
                     patch["metadata"] = {"resourceVersion": version}
-                await asyncio.to_thread(
-                    self._api.patch_namespaced_lease,
-                    self.name,
-                    self.namespace,
-                    patch,
-                    _content_type="application/merge-patch+json",
-                )
-        except ApiException as exc:
-            if exc.status in (404, 409):  # another replica got there first
-                return False
-            raise
+                await self._leases.patch(self.namespace, self.name, patch)
+        except (NotFoundError, ConflictError):  # another replica got there first
+            return False
         # Confirm: an API server without resourceVersion (an emulator) lets the last writer win.
         confirmed = await self._read()
         held = lease_step(confirmed, self.identity, now) == LeaseStep.RENEW
@@ -197,26 +187,7 @@ class LeaderElector:
         metrics.IS_LEADER.set(0)
         with contextlib.suppress(Exception):
             patch = {"spec": {"holderIdentity": None, "renewTime": None}}
-            await asyncio.to_thread(
-                self._api.patch_namespaced_lease,
-                self.name,
-                self.namespace,
-                patch,
-                _content_type="application/merge-patch+json",
-            )
+            await self._leases.patch(self.namespace, self.name, patch)
 
     async def _read(self) -> dict[str, Any] | None:
-        from kubernetes.client import ApiException
-
-        try:
-            lease = await asyncio.to_thread(
-                self._api.read_namespaced_lease, self.name, self.namespace, _preload_content=False
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        import json
-
-        body: dict[str, Any] = json.loads(lease.data)
-        return body
+        return await self._leases.read(self.namespace, self.name)

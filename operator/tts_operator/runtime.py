@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client as NatsClient
 
-from tts_api.jetstream import ensure_jetstream
+from nats_support.jetstream import ensure_jetstream
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.runner import Runner
 from tts_operator.settings import Settings

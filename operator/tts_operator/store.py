@@ -2,20 +2,20 @@
 
 The runner and the events consumer only speak :class:`WorkflowStore`, so local mode can drive the
 same core and runner over another store (a JetStream KV bucket). Only this module's
-:class:`KubernetesStore` knows the Kubernetes API.
+:class:`KubernetesStore` touches the Kubernetes API, through :mod:`kube_access`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from tts_api.constants import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
+import kube_access.client
+from kube_access.client import NotFoundError
+from kube_access.cluster import Events, WorkflowObject
+from kube_access.workflows import Workflows
 from tts_api.messages import WorkflowRef
 from tts_api.resource import TTSWorkflowStatus
 from tts_operator.reconcile import Workflow
@@ -69,133 +69,44 @@ def workflow_from_body(body: Mapping[str, Any]) -> Workflow:
     )
 
 
-def kube_api_client(api_url: str = "") -> Any:
-    """A Kubernetes API client: in-cluster credentials, else KUBECONFIG; ``api_url``: that server,
-    without credentials (kubectl proxy, an emulated API server)."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    if api_url:
-        configuration.host = api_url.rstrip("/")
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return client.ApiClient(configuration)
-
-
-async def read_workflow_body(custom: Any, namespace: str | None, name: str) -> dict[str, Any] | None:
-    """A TTSWorkflow as the API server holds it, read off the event loop; None when there is none.
-
-    ``custom`` is a ``kubernetes.client.CustomObjectsApi``.
-    """
-    from kubernetes.client import ApiException
-
-    try:
-        body: dict[str, Any] = await asyncio.to_thread(
-            custom.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return body
-
-
 class KubernetesStore:
-    """TTSWorkflows through the Kubernetes API (the official client, run off the event loop)."""
+    """TTSWorkflows through the Kubernetes API (:mod:`kube_access`)."""
 
     def __init__(self, api_client: Any, namespaces: list[str] | None = None) -> None:
-        from kubernetes import client
-
-        # Typed loosely: the client's generated signatures return ``object`` for custom objects.
-        self._custom: Any = client.CustomObjectsApi(api_client)
-        self._core: Any = client.CoreV1Api(api_client)
+        self._workflows = Workflows(api_client)
+        self._events = Events(api_client, component=EVENT_SOURCE)
         self._namespaces = namespaces or []
 
     @classmethod
     def connect(cls, api_url: str = "", namespaces: list[str] | None = None) -> KubernetesStore:
-        return cls(kube_api_client(api_url), namespaces)
+        return cls(kube_access.client.api_client(api_url), namespaces)
 
     async def get(self, namespace: str | None, name: str) -> Workflow | None:
-        body = await read_workflow_body(self._custom, namespace, name)
+        body = await self._workflows.get(namespace or "default", name)
         return workflow_from_body(body) if body is not None else None
 
     async def list(self) -> list[Workflow]:
-        listing: dict[str, Any]
-        bodies: list[Any] = []
-        if self._namespaces:
-            for namespace in self._namespaces:
-                listing = await asyncio.to_thread(
-                    self._custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL
-                )
-                bodies.extend(listing.get("items", []))
-        else:
-            listing = await asyncio.to_thread(
-                self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL
-            )
-            bodies = listing.get("items", [])
+        bodies: list[dict[str, Any]] = []
+        namespaces: list[str | None] = [*self._namespaces] or [None]
+        for namespace in namespaces:
+            bodies.extend(await self._workflows.list(namespace))
         return [workflow_from_body(body) for body in bodies]
 
     async def patch_status(self, ref: WorkflowRef, patch: dict[str, Any]) -> None:
-        from kubernetes.client import ApiException
-
         try:
-            await asyncio.to_thread(
-                self._custom.patch_namespaced_custom_object_status,
-                API_GROUP,
-                API_VERSION,
-                ref.namespace or "default",
-                PLURAL,
-                ref.name,
-                {"status": patch},
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise WorkflowGoneError(f"{ref.namespace}/{ref.name}") from None
-            raise
+            await self._workflows.patch_status(ref.namespace or "default", ref.name, patch)
+        except NotFoundError:
+            raise WorkflowGoneError(f"{ref.namespace}/{ref.name}") from None
 
     async def delete(self, ref: WorkflowRef) -> None:
-        from kubernetes.client import ApiException
-
-        try:
-            await asyncio.to_thread(
-                self._custom.delete_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                ref.namespace or "default",
-                PLURAL,
-                ref.name,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await self._workflows.delete(ref.namespace or "default", ref.name)
 
     async def post_event(
         self, ref: WorkflowRef, kind: Literal["Normal", "Warning"], reason: str, message: str
     ) -> None:
-        from kubernetes import client
-
-        now = datetime.now(UTC)
-        event = client.CoreV1Event(
-            # Named as kubectl names them (name.hex-time); some API servers do not honour generateName.
-            metadata=client.V1ObjectMeta(name=f"{ref.name}.{time.time_ns():x}", namespace=ref.namespace),
-            involved_object=client.V1ObjectReference(
-                api_version=API_GROUP_VERSION,
-                kind=KIND,
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=None if ref.uid.startswith("nouid-") else ref.uid,
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=kind,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component=EVENT_SOURCE),
-            reporting_component=EVENT_SOURCE,
+        about = WorkflowObject(
+            namespace=ref.namespace or "default",
+            name=ref.name,
+            uid=None if ref.uid.startswith("nouid-") else ref.uid,
         )
-        await asyncio.to_thread(self._core.create_namespaced_event, ref.namespace or "default", event)
+        await self._events.post(about, kind, reason, message)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import nats
 from nats.js.api import StreamConfig
 
+from nats_support.jetstream import ensure_jetstream, jobs_stream
 from tts_api.constants import TaskName
-from tts_api.jetstream import ensure_jetstream, jobs_stream
 from tts_api.messages import JobMessage, WorkflowRef, decode_command, encode, make_job_id
 from tts_api.nats_names import JOBS_STREAM, WORKERS_BUCKET, job_subject
 

@@ -12,9 +12,9 @@ import sys
 import httpx
 import pytest
 
+from nats_support.embedded_nats import EmbeddedNats
 from tests.chart.helm import Helm, component, env_of, named
 from tests.gateway.served import served_gateway
-from tts_api.embedded_nats import EmbeddedNats
 from tts_api.policy import ValidationPolicy
 
 API_KEY = "probe-test-key-0123456789"

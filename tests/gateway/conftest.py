@@ -8,31 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import nats
 import pytest
-from nats.aio.client import Client
 
 from gateway.app import create_app
-from gateway.local_store import LocalWorkflowStore
 from gateway.settings import GatewaySettings
 from gateway.worker_directory import open_worker_directory
+from local_mode.record_store import LocalWorkflowStore
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowStatus
-
-
-@pytest.fixture
-async def nats_client(nats_url: str) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_url)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-async def store(nats_client: Client, policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
-    opened = await LocalWorkflowStore.open(nats_client.jetstream(), policy)
-    yield opened
-    await opened.close()
-
 
 GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 

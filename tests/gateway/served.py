@@ -11,10 +11,10 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
-from gateway.local_store import open_local_store
 from gateway.settings import GatewaySettings
 from gateway.worker_directory import open_worker_directory
-from tts_api.embedded_nats import free_port
+from local_mode.record_store import open_local_store
+from nats_support.embedded_nats import free_port
 from tts_api.policy import ValidationPolicy
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.local_store import LocalWorkflowStore
+from local_mode.record_store import LocalWorkflowStore
 from tests.gateway.conftest import GatewayFactory, settle
 from tts_api.constants import Phase, StageState, TaskName
 from tts_api.errors import ErrorCode, ErrorInfo

@@ -13,7 +13,7 @@ import nats
 import pytest
 
 from gateway.client import GatewayError, IndexTTSClient
-from gateway.local_store import LocalWorkflowStore
+from local_mode.record_store import LocalWorkflowStore
 from tests.gateway.conftest import settle
 from tests.gateway.served import served_gateway
 from tests.gateway.test_app import SPEECH_OUTPUT, failed_with, succeeded

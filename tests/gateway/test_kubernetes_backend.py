@@ -16,12 +16,12 @@ from gateway.app import create_app
 from gateway.kubernetes_backend import KubernetesBackend, WorkflowExistsError, open_kubernetes_backend
 from gateway.settings import GatewaySettings
 from gateway.worker_directory import open_worker_directory
+from kube_access.client import api_client
 from tests.operator.cluster import emulated_api_server
 from tts_api.constants import API_GROUP, API_VERSION, PLURAL, Phase
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow
 from tts_api.validation import parse_request
-from tts_operator.store import kube_api_client
 
 NAMESPACE = "tts"
 SPEECH = {
@@ -53,13 +53,13 @@ def api_url() -> Iterator[str]:
 
 @pytest.fixture
 def backend(api_url: str, unmounted_policy: ValidationPolicy) -> KubernetesBackend:
-    return KubernetesBackend(kube_api_client(api_url), NAMESPACE, unmounted_policy)
+    return KubernetesBackend(api_client(api_url), NAMESPACE, unmounted_policy)
 
 
 def custom(api_url: str) -> Any:
     from kubernetes import client
 
-    return client.CustomObjectsApi(kube_api_client(api_url))
+    return client.CustomObjectsApi(api_client(api_url))
 
 
 async def write_status(api_url: str, name: str, status: dict[str, Any]) -> None:
@@ -144,7 +144,7 @@ async def test_wait_sees_the_operators_status(
 async def test_gpu_quota_is_read_from_the_namespace(backend: KubernetesBackend, api_url: str) -> None:
     from kubernetes import client
 
-    core: Any = client.CoreV1Api(kube_api_client(api_url))
+    core: Any = client.CoreV1Api(api_client(api_url))
     assert await backend.gpu_quota() is None
     await asyncio.to_thread(
         core.create_namespaced_resource_quota,
@@ -166,7 +166,7 @@ async def test_gpu_quota_is_read_from_the_namespace(backend: KubernetesBackend, 
 async def gateway_over(
     api_url: str, nats_url: str, policy: ValidationPolicy
 ) -> AsyncIterator[httpx.AsyncClient]:
-    api = kube_api_client(api_url)
+    api = api_client(api_url)
     backend = KubernetesBackend(api, NAMESPACE, policy)
     app = create_app(
         GatewaySettings(namespace=NAMESPACE),

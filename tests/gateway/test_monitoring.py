@@ -9,9 +9,8 @@ import pytest
 from gateway.monitoring import GpuQuota, gpu_lock_health, heartbeat_all, statistics, system_statistics
 from tts_api.constants import Phase, StageState, TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
-from tts_api.jetstream import WORKER_ENTRY_TTL_SECONDS
 from tts_api.messages import WorkflowRef
-from tts_api.registry import ModelState, WorkerEntry, WorkerState
+from tts_api.registry import WORKER_ENTRY_TTL_SECONDS, ModelState, WorkerEntry, WorkerState
 from tts_api.resource import (
     HeartbeatStatus,
     ObjectMeta,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from gateway.local_store import LocalWorkflowStore
 from gateway.presenters import result_response, status_response
+from local_mode.record_store import LocalWorkflowStore
+from nats_support.jetstream import ensure_jetstream
 from tests.gateway.conftest import GatewayFactory, settle
 from tests.gateway.seed_shapes import (
     SEED_ERROR,
@@ -28,7 +29,6 @@ from tests.gateway.test_app import SPEECH, failed_with, running, succeeded
 from tests.gateway.test_presenters import OUTPUTS, done, workflow
 from tts_api.constants import Phase, TaskName
 from tts_api.errors import ErrorCode
-from tts_api.jetstream import ensure_jetstream
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 
 

@@ -17,11 +17,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from inference_pod.engines.base import Engine
-from inference_pod.presets import Presets
 from inference_pod.settings import WorkerSettings
 from inference_pod.worker import Worker
+from nats_support.jetstream import ensure_jetstream
 from tts_api.constants import TaskName
-from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import (
     CompletedEvent,
     FailedEvent,
@@ -35,6 +34,7 @@ from tts_api.messages import (
 from tts_api.nats_names import EVENTS_SUBJECT_PREFIX, job_subject
 from tts_api.policy import ValidationPolicy
 from tts_api.request import IndexTTSConfig
+from voice_library.presets import Presets
 
 # Fast timings so that redelivery and heartbeats happen within a test's seconds.
 FAST = {

@@ -16,13 +16,13 @@ from inference_pod.engines.base import SynthesisRequest
 from inference_pod.engines.espeak import VOICE_ENGLISH, VOICE_MANDARIN, EspeakEngine, voice_for
 from inference_pod.health_server import HealthServer
 from inference_pod.metrics import WorkerMetrics
-from inference_pod.presets import parse_presets
 from inference_pod.tasks import resolve_audio
 from tests.inference_pod.conftest import write_voice
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.policy import ValidationPolicy
 from tts_api.shared_paths import SharedPathError
 from tts_cli.main import build_parser
+from voice_library.presets import parse_presets
 
 
 def test_a_wav_is_written_whole_with_its_folders_and_no_leftovers(

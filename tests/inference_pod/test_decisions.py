@@ -15,10 +15,10 @@ from inference_pod.outcomes import (
     after_failure,
     too_many_deliveries,
 )
-from inference_pod.presets import PresetError, parse_presets
 from inference_pod.settings import WorkerSettings
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.registry import registry_key
+from voice_library.presets import PresetError, parse_presets
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ async def test_two_workers_take_six_jobs_one_at_a_time_each(
 async def test_the_three_information_tasks_answer_in_the_seeds_shapes(
     bus: Bus, start_worker: WorkerStarter, share: Path
 ) -> None:
-    from inference_pod.presets import parse_presets
+    from voice_library.presets import parse_presets
 
     presets = parse_presets(
         "default: {name: Default Voice, description: 默认语音, language: zh-CN, gender: female, "

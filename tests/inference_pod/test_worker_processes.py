@@ -119,8 +119,8 @@ async def test_sigterm_hands_the_job_back_when_the_grace_period_runs_out(
 
 
 async def test_a_process_with_two_slots_registers_both_and_turns_ready(bus: Bus, spawn: Spawn) -> None:
+    from nats_support.embedded_nats import free_port
     from tests.inference_pod.test_components import http_get
-    from tts_api.embedded_nats import free_port
 
     port = free_port()
     spawn("pod-two", synthetic_delay_seconds="0.1", slots="2", http_port=str(port))

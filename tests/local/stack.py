@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tts_api.embedded_nats import free_port
+from nats_support.embedded_nats import free_port
 
 COMMAND = str(Path(sys.executable).parent / "indextts-k8s")
 

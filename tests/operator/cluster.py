@@ -19,10 +19,10 @@ import kopf
 import yaml
 from kopf.testing import KopfRunner
 
+from kube_access.client import api_client
 from tts_api.constants import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
 from tts_operator.handlers import register
 from tts_operator.settings import Settings
-from tts_operator.store import kube_api_client
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
 
@@ -36,7 +36,7 @@ class Cluster:
         self.api_url = api_url  # "" for KUBECONFIG
         self.namespace = namespace
         self.emulated = emulated
-        api = kube_api_client(api_url)
+        api = api_client(api_url)
         self._custom: Any = client.CustomObjectsApi(api)
         self._core: Any = client.CoreV1Api(api)
 
@@ -177,7 +177,7 @@ def crd_installed(api_url: str) -> bool:
     from kubernetes import client
     from kubernetes.client import ApiException
 
-    api: Any = client.ApiextensionsV1Api(kube_api_client(api_url))
+    api: Any = client.ApiextensionsV1Api(api_client(api_url))
     try:
         api.read_custom_resource_definition(yaml.safe_load(CRD_FILE.read_text())["metadata"]["name"])
     except ApiException:
@@ -189,7 +189,7 @@ def ensure_namespace(name: str, api_url: str = "") -> None:
     from kubernetes import client
     from kubernetes.client import ApiException
 
-    api: Any = client.CoreV1Api(kube_api_client(api_url))
+    api: Any = client.CoreV1Api(api_client(api_url))
     try:
         api.create_namespace({"metadata": {"name": name}})
     except ApiException as exc:

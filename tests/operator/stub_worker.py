@@ -19,9 +19,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from nats_support.jetstream import ensure_jetstream
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
-from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import (
     CancelMessage,
     CompletedEvent,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nats_support.embedded_nats import free_port
 from tests.operator.cluster import Cluster, emulated_api_server, eventually, phase_is
 from tests.operator.scenarios import speech_spec
-from tts_api.embedded_nats import free_port
 
 
 def test_help_lists_the_scope_and_leader_options() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from kube_access.client import api_client
 from tests.operator.cluster import emulated_api_server
 from tts_operator.leader import LeaderElector, LeaseStep, lease_step
-from tts_operator.store import kube_api_client
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -52,7 +52,7 @@ def api_url() -> Iterator[str]:
 
 def elector(url: str, identity: str, lost: list[str]) -> LeaderElector:
     return LeaderElector(
-        kube_api_client(url),
+        api_client(url),
         name="indextts-operator",
         namespace="default",
         identity=identity,

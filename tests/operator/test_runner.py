@@ -11,12 +11,12 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from nats_support.jetstream import ensure_jetstream
 from tests.operator.builders import SPEECH, completed, failed, heartbeat, spec, started
 from tests.operator.cluster import eventually
 from tests.operator.memory_store import MemoryStore
 from tests.operator.scenarios import duplicates_dropped
 from tts_api.errors import ErrorCode
-from tts_api.jetstream import ensure_jetstream
 from tts_api.messages import WorkflowRef, encode, make_job_id
 from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer

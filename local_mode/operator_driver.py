@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from nats.js.kv import KV_DEL, KV_PURGE
 
-from gateway.local_store import MAX_WRITE_RETRIES, LocalWorkflowStore, RecordConflictError
+from local_mode.record_store import MAX_WRITE_RETRIES, LocalWorkflowStore, RecordConflictError
 from tts_api.messages import WorkflowRef
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, Workflow
 from tts_operator.runner import Runner

@@ -1,4 +1,7 @@
-"""Voice presets from a mounted file: name -> reference audio, description, language, gender.
+"""The voice library: presets from a mounted file, name -> reference audio, description, language, gender.
+
+The gateway reads the names (an unknown one is refused at once); the worker resolves a name to its
+audio and lists the presets. Both read the same file through this module.
 
 The file is YAML (or JSON, which YAML reads)::
 
@@ -19,8 +22,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tts_api.errors import invalid_input
 from tts_api.request import is_preset_name
-from tts_api.results import VoicePreset
+from tts_api.results import VoicePreset, VoicePresetList
 
 
 class PresetError(ValueError):
@@ -44,7 +48,7 @@ class PresetEntry(BaseModel):
         return value
 
     def public(self) -> VoicePreset:
-        """What list_voice_presets shows (the seed's shape: no path)."""
+        """What list_voice_presets shows (no path)."""
         return VoicePreset(
             name=self.name, description=self.description, language=self.language, gender=self.gender
         )
@@ -86,3 +90,21 @@ def load_presets(path: Path | None) -> Presets:
     except OSError as exc:
         raise PresetError(f"cannot read the presets file {path}: {exc.strerror}") from None
     return parse_presets(text, source=str(path))
+
+
+def reference_audio(field: str, value: str, presets: Presets) -> str:
+    """The audio path that ``value`` names: a preset's audio, or ``value`` itself when it is a path."""
+    if not is_preset_name(value):
+        return value
+    preset = presets.get(value)
+    if preset is None:
+        listing = ", ".join(sorted(presets)) or "none are configured on this worker"
+        raise invalid_input(field, f"{value!r} is not a voice preset (presets: {listing})")
+    return preset.reference_audio
+
+
+def preset_list(presets: Presets) -> VoicePresetList:
+    """The list_voice_presets result: every preset's public fields."""
+    return VoicePresetList(
+        presets={name: entry.public() for name, entry in presets.items()}, total_count=len(presets)
+    )

@@ -7,7 +7,12 @@ import asyncio
 
 import pytest
 
-from gateway.local_store import LOCAL_NAMESPACE, LocalWorkflowStore, RecordConflictError, RecordExistsError
+from local_mode.record_store import (
+    LOCAL_NAMESPACE,
+    LocalWorkflowStore,
+    RecordConflictError,
+    RecordExistsError,
+)
 from tts_api.constants import Phase
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
 

@@ -21,6 +21,7 @@ from tts_api.nats_names import (
     JOBS_SUBJECTS,
     WORKERS_BUCKET,
 )
+from tts_api.registry import WORKER_ENTRY_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 DEDUPLICATION_WINDOW_SECONDS = 3600.0
 # Events are read within seconds by the operator; a day covers a long operator outage.
 EVENTS_MAX_AGE_SECONDS = 24 * 3600.0
-# A worker's registry entry expires this long after its last refresh (workers refresh every few s).
-WORKER_ENTRY_TTL_SECONDS = 15.0
 
 
 def jobs_stream() -> StreamConfig:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     # Every part reads the shared root from the environment (tts_api.policy); set it before they load.
     os.environ["TTS_SHARED_DIR"] = str(share_dir)
     os.environ.setdefault("TTS_SHARED_PREFIX", "/share")
-    from tts_api.embedded_nats import EmbeddedNats
+    from nats_support.embedded_nats import EmbeddedNats
 
     with EmbeddedNats(data_dir / "nats", port=args.nats_port or None) as nats_server:
         try:
@@ -89,16 +89,16 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.embedded_server import EmbeddedServer
-    from gateway.local_operator import LocalDriver, LocalOperatorStore
-    from gateway.local_store import LocalWorkflowStore, open_local_store
     from gateway.settings import GatewaySettings
     from gateway.worker_directory import open_worker_directory
-    from inference_pod.presets import load_presets
-    from tts_api.jetstream import ensure_jetstream
+    from local_mode.embedded_server import EmbeddedServer
+    from local_mode.operator_driver import LocalDriver, LocalOperatorStore
+    from local_mode.record_store import LocalWorkflowStore, open_local_store
+    from nats_support.jetstream import ensure_jetstream
     from tts_api.policy import policy_from_env
     from tts_operator.runtime import Runtime
     from tts_operator.settings import Settings as OperatorSettings
+    from voice_library.presets import load_presets
 
     policy_from_env.cache_clear()
     presets = load_presets(args.presets)
