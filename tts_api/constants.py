@@ -1,4 +1,4 @@
-"""Names fixed for every component: the Kubernetes API, the seed's task names, phases, conditions.
+"""Names fixed for every component: the Kubernetes API, the workflow API's task names, phases, conditions.
 
 Each name is defined here once; the gateway, the operator and the inference pods import it.
 """
@@ -19,11 +19,11 @@ SINGULAR = "ttsworkflow"
 SHORT_NAME = "ttswf"
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 
-# --- The seed's task names, in the order a chain may hold them ---------------------------------
+# --- The workflow API's task names, in the order a chain may hold them -------------------------
 
 
 class TaskName(StrEnum):
-    """The four tasks of the seed's ``workflow_chain``."""
+    """The four tasks of the workflow API's ``workflow_chain``."""
 
     GENERATE_SPEECH = "indextts.generate_speech"
     HEALTH_CHECK = "indextts.health_check"
@@ -36,7 +36,7 @@ class TaskName(StrEnum):
         return self.value.split(".", 1)[1]
 
 
-# --- Emotion vector: the seed's 喜,怒,哀,惧,厌恶,低落,惊喜,平静 -----------------------------------
+# --- Emotion vector: the API's 喜,怒,哀,惧,厌恶,低落,惊喜,平静 ------------------------------------
 
 EMOTION_NAMES: tuple[str, ...] = (
     "happy",

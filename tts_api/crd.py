@@ -106,8 +106,8 @@ def open_api_schema() -> dict[str, Any]:
     )
     return {
         "type": "object",
-        "description": "A text-to-speech workflow: the seed's request in spec, its progress and "
-        "result in status.",
+        "description": "A text-to-speech workflow: a request of the IndexTTS service API (v1) in spec, "
+        "its progress and result in status.",
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},

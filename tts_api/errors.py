@@ -1,4 +1,4 @@
-"""The seed's error codes, their HTTP statuses, and the error every component raises and reports."""
+"""The workflow API's error codes, their HTTP statuses, and the error every component raises and reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 
 
 class ErrorCode(StrEnum):
-    """The seed's error codes (错误代码)."""
+    """The error codes of the IndexTTS service API (v1) (错误代码)."""
 
     INVALID_INPUT = "INVALID_INPUT"
     MODEL_NOT_READY = "MODEL_NOT_READY"
@@ -39,16 +39,16 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 class ErrorInfo(BaseModel):
-    """An error as it is stored in status and sent in messages: the seed's code and a message."""
+    """An error as it is stored in status and sent in messages: the API's error code and a message."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
 
-    code: ErrorCode = Field(description="One of the seed's error codes.")
+    code: ErrorCode = Field(description="One of the workflow API's error codes.")
     message: str = Field(description="What went wrong and what to change.")
 
 
 class TTSError(Exception):
-    """An error with the seed's code; ``field`` names the request field at fault, when one is."""
+    """An error with one of the API's codes; ``field`` names the request field at fault, when one is."""
 
     def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
         super().__init__(message)

@@ -1,6 +1,6 @@
-"""The seed's request, ``POST /v1/workflows``, as pydantic models.
+"""The request of the IndexTTS service API (v1), ``POST /v1/workflows``, as pydantic models.
 
-One set of models serves two spellings: the REST API speaks snake_case like the seed
+One set of models serves two spellings: the REST API (the workflow API) speaks snake_case
 (``workflow_config.indextts_config.emotion_alpha``); the TTSWorkflow resource speaks camelCase like
 Kubernetes (``spec.workflowConfig.indexttsConfig.emotionAlpha``). Validate REST bodies with
 :func:`tts_api.validation.parse_request` and resource specs with
@@ -74,7 +74,7 @@ EmotionWeight = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_na
 
 
 class IndexTTSConfig(ApiModel):
-    """``workflow_config.indextts_config``: every field of the seed's table, with its default."""
+    """``workflow_config.indextts_config``: every field of the workflow API's table, with its default."""
 
     text: str | None = Field(
         default=None,
@@ -283,6 +283,6 @@ class WorkflowRequest(ApiModel):
         default=None,
         max_length=MAX_PATH_LENGTH,
         strict=True,
-        description="Accepted and kept for compatibility with the seed's clients; not used.",
+        description="Accepted and kept for compatibility with existing workflow API clients; not used.",
     )
     workflow_config: WorkflowConfig

@@ -1,4 +1,4 @@
-"""The TTSWorkflow custom resource: its spec (the seed's request) and its status.
+"""The TTSWorkflow custom resource: its spec (a workflow API request) and its status.
 
 Kubernetes speaks camelCase: dump with ``model_dump(mode="json", by_alias=True, exclude_none=True)``
 and validate with :func:`tts_api.validation.parse_spec` / :meth:`TTSWorkflowStatus.from_k8s`.
@@ -29,7 +29,7 @@ MAX_TIMEOUT_SECONDS = 24 * 3600
 
 
 class TTSWorkflowSpec(WorkflowRequest):
-    """``spec``: the seed's request, camelCase, plus the workflow's time limits."""
+    """``spec``: the workflow API's request, camelCase, plus the workflow's time limits."""
 
     timeout_seconds: int | None = Field(
         default=None,
@@ -95,7 +95,7 @@ class StageStatus(StatusModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     output: dict[str, Any] | None = Field(
-        default=None, description="The task's result, in the seed's shape for that task."
+        default=None, description="The task's result, in the workflow API's shape for that task."
     )
     error: ErrorInfo | None = None
 
@@ -129,7 +129,7 @@ class TTSWorkflowStatus(StatusModel):
     progress: int = Field(default=0, ge=0, le=100, description="Percent of the whole chain done.")
     heartbeat: HeartbeatStatus | None = None
     result: SpeechResult | None = Field(
-        default=None, description="The speech result (the seed's response fields), when one was made."
+        default=None, description="The speech result (the workflow API's response fields), when one was made."
     )
     error: ErrorInfo | None = None
     conditions: list[Condition] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""What each task returns, in the seed's response shapes.
+"""What each task returns, in the response shapes of the IndexTTS service API (v1).
 
 Workers send these in ``completed`` events; the operator keeps them in ``status.stages[].output``
 (and the speech result in ``status.result``); the gateway answers with them, snake_case.
@@ -23,7 +23,7 @@ class ResultModel(BaseModel):
 
 
 class Capabilities(ResultModel):
-    """What an engine can do, reported honestly (the seed's ``capabilities``)."""
+    """What an engine can do, reported honestly (the API's ``capabilities``)."""
 
     text_to_speech: bool = True
     voice_cloning: bool = False
@@ -34,7 +34,7 @@ class Capabilities(ResultModel):
 
 
 class ModelInfo(ResultModel):
-    """The seed's ``model_info``: short in a speech result, full from ``get_model_info``."""
+    """The API's ``model_info``: short in a speech result, full from ``get_model_info``."""
 
     model_type: str = Field(description="Engine name, e.g. IndexTTS2 or espeak-ng.")
     model_version: str
@@ -45,7 +45,7 @@ class ModelInfo(ResultModel):
 
 
 class SpeechParameters(ResultModel):
-    """The parameters a synthesis used (the seed's ``parameters``), echoed back to the client."""
+    """The parameters a synthesis used (the API's ``parameters``), echoed back to the client."""
 
     reference_audio: str | None = None
     emotion_reference: str | None = None
@@ -57,7 +57,7 @@ class SpeechParameters(ResultModel):
 
 
 class SpeechResult(ResultModel):
-    """Output of ``indextts.generate_speech``: the seed's response fields."""
+    """Output of ``indextts.generate_speech``: the workflow API's response fields."""
 
     output_path: str
     duration: float = Field(ge=0, description="Seconds of audio written.")

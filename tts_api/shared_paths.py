@@ -1,6 +1,6 @@
 """Paths on the shared volume: how the API names them and where they are on this machine.
 
-Requests name files by *API paths* such as ``/share/workflows/output/hello.wav`` (the seed's form),
+Requests name files by *API paths* such as ``/share/workflows/output/hello.wav`` (the workflow API's form),
 or relative to the shared root (``workflows/output/hello.wav``). A :class:`SharedRoot` maps the API
 prefix (``/share`` by default) onto a directory of this machine: ``/share`` itself in the cluster, a
 local folder in local mode. Nothing may escape the root: no ``..`` segment, no absolute path

@@ -85,7 +85,7 @@ def test_names_status_subresource_and_columns(committed: dict[str, Any]) -> None
     assert columns["Age"] == ".metadata.creationTimestamp"
 
 
-def test_seed_defaults_are_in_the_schema(schema: dict[str, Any]) -> None:
+def test_the_api_defaults_are_in_the_schema(schema: dict[str, Any]) -> None:
     config = schema["properties"]["spec"]["properties"]["workflowConfig"]["properties"]["indexttsConfig"]
     defaults = {name: prop.get("default") for name, prop in config["properties"].items()}
     assert defaults["emotionAlpha"] == 0.65

@@ -1,4 +1,5 @@
-"""The example manifests are valid TTSWorkflows: for the models, for the CRD, and as the seed meant them."""
+"""The example manifests are valid TTSWorkflows: for the models, for the CRD, and as the workflow
+API's usage examples write them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tts_api.resource import TTSWorkflow
 from tts_api.validation import parse_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SEED_EXAMPLES = {
+API_REFERENCE_EXAMPLES = {
     "basic.yaml": {
         "text": "你好，这是IndexTTS2生成的语音。",
         "outputPath": "/share/workflows/output/hello.wav",
@@ -43,8 +44,8 @@ def all_examples() -> list[str]:
     return sorted(path.name for path in EXAMPLES.glob("*.yaml"))
 
 
-def test_the_seeds_three_examples_are_there() -> None:
-    assert set(SEED_EXAMPLES) <= set(all_examples())
+def test_the_api_references_three_examples_are_there() -> None:
+    assert set(API_REFERENCE_EXAMPLES) <= set(all_examples())
 
 
 @pytest.mark.parametrize("name", all_examples())
@@ -65,8 +66,8 @@ def test_example_passes_the_crd_schema(name: str) -> None:
     assert schema_errors(schema, load(name)) == []
 
 
-@pytest.mark.parametrize(("name", "config"), SEED_EXAMPLES.items())
-def test_example_says_what_the_seed_says(name: str, config: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("name", "config"), API_REFERENCE_EXAMPLES.items())
+def test_example_says_what_the_api_reference_says(name: str, config: dict[str, Any]) -> None:
     spec = load(name)["spec"]
     assert spec["workflowConfig"]["workflowChain"] == [TaskName.GENERATE_SPEECH.value]
     assert spec["workflowConfig"]["indexttsConfig"] == config

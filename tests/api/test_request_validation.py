@@ -19,7 +19,7 @@ CONFIG = "workflow_config.indextts_config"
 
 
 def speech_body(**config: Any) -> dict[str, Any]:
-    """The seed's basic example, with ``config`` merged into ``indextts_config``."""
+    """The workflow API's basic example, with ``config`` merged into ``indextts_config``."""
     return {
         "video_path": "/app/videos/example.mp4",
         "workflow_config": {
@@ -318,7 +318,7 @@ def test_many_errors_are_all_listed(policy: ValidationPolicy) -> None:
 # --- what is accepted ---------------------------------------------------------------------------
 
 
-def test_seed_defaults_fill_in(policy: ValidationPolicy) -> None:
+def test_the_api_defaults_fill_in(policy: ValidationPolicy) -> None:
     request = parse_request(speech_body(), policy=policy)
     config = request.workflow_config.indextts_config
     assert config is not None
@@ -332,7 +332,9 @@ def test_seed_defaults_fill_in(policy: ValidationPolicy) -> None:
     assert request.video_path == "/app/videos/example.mp4"
 
 
-def test_seed_full_request_is_accepted_with_paths_under_share(share: Path, policy: ValidationPolicy) -> None:
+def test_the_api_references_full_request_is_accepted_under_share(
+    share: Path, policy: ValidationPolicy
+) -> None:
     (share / "ref").mkdir()
     for name in ("reference.wav", "emotion.wav"):
         (share / "ref" / name).write_bytes(b"RIFF")

@@ -10,7 +10,7 @@ from tts_api.shared_paths import SharedPathError, SharedRoot
 
 
 def test_api_prefix_maps_onto_a_local_folder(tmp_path: Path) -> None:
-    """Local mode: the seed's /share/... paths land in a folder of this machine."""
+    """Local mode: the workflow API's /share/... paths land in a folder of this machine."""
     root = SharedRoot(directory=tmp_path, prefix="/share")
     assert root.local_path("/share/workflows/output/hello.wav") == tmp_path / "workflows/output/hello.wav"
     assert root.local_path("workflows/hello.wav") == tmp_path / "workflows/hello.wav"
