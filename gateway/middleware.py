@@ -1,0 +1,45 @@
+"""The gateway's HTTP middleware: the API key check, and the request counters for ``/metrics``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from gateway.app_state import settings_of
+from gateway.auth import AuthenticationError, key_accepted, presented_key
+from gateway.error_bodies import tts_error_json
+from gateway.metrics import REQUEST_SECONDS, REQUESTS
+
+UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
+
+CallNext = Callable[[Request], Awaitable[Response]]
+
+
+async def require_key(request: Request, call_next: CallNext) -> Response:
+    """Every path but liveness, the OpenAPI pages included, needs the key when one is set."""
+    api_key = settings_of(request.app).api_key
+    configured_key = api_key.get_secret_value() if api_key else None
+    if request.url.path in UNAUTHENTICATED_PATHS or key_accepted(
+        presented_key(request.headers), configured_key
+    ):
+        return await call_next(request)
+    return tts_error_json(AuthenticationError(), status_code=401)
+
+
+async def count_requests(request: Request, call_next: CallNext) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+    REQUEST_SECONDS.labels(request.method, path).observe(time.perf_counter() - started)
+    return response
+
+
+def add_middleware(app: FastAPI) -> None:
+    """The counters outermost, so refused requests (401) are counted too."""
+    app.middleware("http")(require_key)
+    app.middleware("http")(count_requests)

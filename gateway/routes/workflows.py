@@ -1,0 +1,130 @@
+"""The workflow API: create a workflow (``POST /v1/workflows``), its status, its result, its audio,
+and delete it.
+
+Synchronous by default, like the IndexTTS service API (v1): ``POST /v1/workflows`` waits for the
+result up to ``TTS_GATEWAY_SYNC_WAIT_SECONDS``. Asynchronous on request (``?async=true`` or the
+header ``Prefer: respond-async``): ``202`` with the workflow id at once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from gateway.app_state import Opened, Policy, Settings
+from gateway.error_bodies import error_json, not_found
+from gateway.metrics import WORKFLOWS_SUBMITTED
+from gateway.presenters import result_response, status_response, status_url
+from gateway.responses import AcceptedResponse, ErrorResponse, WorkflowStatusResponse
+from gateway.serving_log import log
+from tts_api.constants import Phase
+from tts_api.errors import ErrorCode, TTSError
+from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
+from tts_api.shared_paths import SharedPathError
+from tts_api.validation import parse_request
+
+router = APIRouter()
+
+
+def new_workflow_name() -> str:
+    """A fresh name, valid as a Kubernetes object name and a NATS KV key."""
+    return f"wf-{uuid.uuid4().hex[:16]}"
+
+
+def finished(workflow: TTSWorkflow) -> bool:
+    return workflow.status.phase.finished
+
+
+def wants_async(request: Request) -> bool:
+    flag = request.query_params.get("async", "").lower() in {"1", "true", "yes"}
+    return flag or "respond-async" in request.headers.get("prefer", "").lower()
+
+
+def result_json(workflow: TTSWorkflow) -> JSONResponse:
+    """The result of a finished workflow, its error, or its status (202) while it runs."""
+    result = result_response(workflow)
+    if result is None:
+        return JSONResponse(status_response(workflow).model_dump(mode="json"), status_code=202)
+    if isinstance(result, ErrorResponse):
+        return error_json(result, result.error_code.http_status)
+    return JSONResponse(result.model_dump(mode="json"))
+
+
+@router.post("/v1/workflows", summary="Create a workflow (the workflow API's four tasks)")
+async def create_workflow(
+    request: Request, opened: Opened, settings: Settings, policy: Policy
+) -> JSONResponse:
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TTSError(ErrorCode.INVALID_INPUT, f"the request body is not valid JSON: {exc}") from None
+    accepted = parse_request(body, policy=policy)
+    spec = TTSWorkflowSpec.from_request(accepted)
+    workflow = await opened.backend().create(new_workflow_name(), spec)
+    name = workflow.metadata.name
+    WORKFLOWS_SUBMITTED.labels("async" if wants_async(request) else "sync").inc()
+    log.info("workflow %s created: %s", name, ", ".join(t.value for t in spec.workflow_config.workflow_chain))
+    if not wants_async(request):
+        done = await opened.backend().wait(name, finished, settings.sync_wait_seconds)
+        if done is not None and finished(done):
+            return result_json(done)
+    accepted_body = AcceptedResponse(workflow_id=name, status_url=status_url(workflow))
+    return JSONResponse(accepted_body.model_dump(mode="json"), status_code=202)
+
+
+@router.get("/v1/workflows/status/{workflow_id}", response_model=WorkflowStatusResponse)
+async def workflow_status(workflow_id: str, opened: Opened) -> Response:
+    workflow = await opened.backend().get(workflow_id)
+    if workflow is None:
+        return not_found(workflow_id)
+    return JSONResponse(status_response(workflow).model_dump(mode="json"))
+
+
+@router.get("/v1/workflows/{workflow_id}", summary="The workflow's result, or its status while it runs")
+async def workflow_result(workflow_id: str, opened: Opened) -> Response:
+    workflow = await opened.backend().get(workflow_id)
+    if workflow is None:
+        return not_found(workflow_id)
+    return result_json(workflow)
+
+
+@router.get("/v1/workflows/{workflow_id}/audio", response_class=FileResponse, summary="Download the WAV")
+async def workflow_audio(workflow_id: str, opened: Opened, policy: Policy) -> Response:
+    workflow = await opened.backend().get(workflow_id)
+    if workflow is None:
+        return not_found(workflow_id)
+    result = workflow.status.result
+    if workflow.status.phase is not Phase.SUCCEEDED or result is None:
+        state = workflow.status.phase.value.lower()
+        raise TTSError(
+            ErrorCode.INVALID_INPUT,
+            f"workflow {workflow_id} has no audio (it is {state}; audio exists once "
+            "indextts.generate_speech has succeeded)",
+        )
+    root = policy.shared_root
+    if not root.is_mounted():
+        raise TTSError(
+            ErrorCode.PROCESSING_ERROR,
+            f"this gateway cannot read the shared volume at {root.directory}; mount it "
+            "(TTS_SHARED_DIR) to serve audio",
+        )
+    try:
+        path = root.local_path(result.output_path)
+    except SharedPathError as exc:
+        raise TTSError(ErrorCode.PROCESSING_ERROR, f"output_path: {exc}") from None
+    if not path.is_file():
+        raise TTSError(ErrorCode.PROCESSING_ERROR, f"{result.output_path} is no longer on the shared volume")
+    return FileResponse(path, media_type="audio/wav", filename=path.name)
+
+
+@router.delete("/v1/workflows/{workflow_id}", summary="Cancel and delete a workflow")
+async def delete_workflow(workflow_id: str, opened: Opened) -> Response:
+    if not await opened.backend().delete(workflow_id):
+        return not_found(workflow_id)
+    log.info("workflow %s deleted on request", workflow_id)
+    return JSONResponse({"status": "deleted", "workflow_id": workflow_id})
