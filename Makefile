@@ -49,7 +49,8 @@ crd: $(STAMP)
 	$(BIN)/indextts-k8s crd -o crds/ttsworkflows.tts.indextts.io.yaml
 
 # The whole stack on this machine (docs/local-mode.md): the gateway on :8788, an embedded NATS, an
-# espeak worker and the operator; the seed's /share/... paths land in ./var/share. Ctrl-C stops it.
+# espeak worker and the operator; the workflow API's /share/... paths land in ./var/share. Ctrl-C
+# stops it.
 # IndexTTS2 instead of espeak: `make engine-deps`, then `make dev CHECKPOINT=/path/to/checkpoint`
 # (and VOICE=/path/to/voice.wav: the voice of requests that name no reference_audio).
 dev: $(STAMP)
@@ -94,9 +95,10 @@ e2e: $(STAMP)
 	$(BIN)/pytest e2e -v
 
 # --- Benchmarks (bench/README.md) ----------------------------------------------------------------------
-# Control-plane overhead, throughput scaling, engine speed and memory, beside the seed's Celery + Redis
-# design; prints a table and writes bench/results.json. Installs what it needs: the `bench` extra
-# (Celery, the redis client, py-spy), the engine's dependencies, and Debian's redis-server.
+# Control-plane overhead, throughput scaling, engine speed and memory, beside the Celery + Redis design
+# of the IndexTTS service API (v1); prints a table and writes bench/results.json. Installs what it
+# needs: the `bench` extra (Celery, the redis client, py-spy), the engine's dependencies, and Debian's
+# redis-server.
 .PHONY: bench
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 

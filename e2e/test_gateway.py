@@ -1,4 +1,4 @@
-"""The seed's curl examples, sent through the gateway Service as they are written (plus the API key)."""
+"""The workflow API's curl examples, sent through the gateway Service as written (plus the API key)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from e2e.cluster import Cluster
 
-# The seed's "使用示例" section, request by request (the same bodies as its curl -d arguments).
-SEED_CURL_EXAMPLES: dict[str, dict[str, Any]] = {
+# The workflow API's usage examples (使用示例), request by request (the bodies of their curl -d arguments).
+API_CURL_EXAMPLES: dict[str, dict[str, Any]] = {
     "1. basic text to speech": {
         "video_path": "/app/videos/example.mp4",
         "workflow_config": {
@@ -45,8 +45,8 @@ SEED_CURL_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("body", SEED_CURL_EXAMPLES.values(), ids=SEED_CURL_EXAMPLES.keys())
-def test_a_seed_curl_example_answers_with_the_seeds_result(
+@pytest.mark.parametrize("body", API_CURL_EXAMPLES.values(), ids=API_CURL_EXAMPLES.keys())
+def test_a_curl_example_answers_with_the_apis_result(
     cluster: Cluster, reference_voice: str, body: dict[str, Any]
 ) -> None:
     with cluster.gateway(timeout=200) as gateway:
@@ -67,7 +67,7 @@ def test_a_seed_curl_example_answers_with_the_seeds_result(
 
 
 def test_the_gateway_refuses_a_bad_request_naming_the_field(cluster: Cluster) -> None:
-    body = SEED_CURL_EXAMPLES["1. basic text to speech"] | {}
+    body = API_CURL_EXAMPLES["1. basic text to speech"] | {}
     bad = {
         **body,
         "workflow_config": {

@@ -1,7 +1,7 @@
-"""The seed's four tasks, as functions over an engine: what to do, apart from NATS.
+"""The workflow API's four tasks, as functions over an engine: what to do, apart from NATS.
 
 ``generate_speech`` resolves the request's paths (presets included) under the shared root, checks
-the reference audio, runs the engine, writes the WAV and returns the seed's result.
+the reference audio, runs the engine, writes the WAV and returns the API's result.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def generate_speech(
     presets: Presets,
     progress: ProgressCallback,
 ) -> SpeechResult:
-    """Speak ``config.text`` into ``config.output_path``; raise TTSError with the seed's code."""
+    """Speak ``config.text`` into ``config.output_path``; raise TTSError with the API's error code."""
     if engine.state is not ModelState.READY:
         raise TTSError(
             ErrorCode.MODEL_NOT_READY, f"the {engine.name} model is {engine.state.value}; retry later"

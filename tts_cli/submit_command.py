@@ -52,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def indextts_config(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The seed's ``indextts_config`` from the options given (the gateway validates it)."""
+    """The workflow API's ``indextts_config`` from the options given (the gateway validates it)."""
     config: dict[str, Any] = {}
     for name in (
         "text",

@@ -75,12 +75,12 @@ class Engine(Protocol):
         """Load the model; sets ``state`` to ready, or to error and raises."""
 
     def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
-        """Speak ``request``; raise :class:`tts_api.errors.TTSError` with the seed's code on failure."""
+        """Speak ``request``; raise :class:`tts_api.errors.TTSError` with the API's error code on failure."""
         ...
 
 
 def model_info(engine: Engine, *, full: bool) -> ModelInfo:
-    """The seed's ``model_info``: short in a speech result, with path, status and capabilities in full."""
+    """The API's ``model_info``: short in a speech result, with path, status and capabilities in full."""
     described = engine.description
     info = ModelInfo(
         model_type=described.model_type, model_version=described.model_version, device=described.device

@@ -4,7 +4,7 @@ The checkpoint comes from a mounted directory (``TTS_WORKER_CHECKPOINT_DIR``); w
 MaskGCT semantic codec and CAMPPlus come from a hub cache on disk (``TTS_WORKER_HF_HOME``), read with
 ``HF_HUB_OFFLINE=1``. The model is loaded once, fp16 on CUDA. Speaker and emotion conditioning are
 cached in a bounded LRU keyed by the audio's content hash (the package's own cache holds one entry
-keyed by path). Every seed field reaches ``infer``; see :func:`infer_arguments`.
+keyed by path). Every field of ``indextts_config`` reaches ``infer``; see :func:`infer_arguments`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ MIN_AUDIO_SECONDS = 0.5
 
 
 def infer_arguments(request: SynthesisRequest, speaker: Path) -> dict[str, Any]:
-    """The seed's fields as ``IndexTTS2.infer`` keywords (``output_path=None``: samples come back)."""
+    """The request's fields as ``IndexTTS2.infer`` keywords (``output_path=None``: samples come back)."""
     return {
         "spk_audio_prompt": str(speaker),
         "text": request.text,
@@ -93,7 +93,7 @@ class ConditioningCache:
 
 
 def classify_failure(exc: BaseException) -> TTSError:
-    """The seed's code for an exception out of torch or the package."""
+    """The workflow API's error code for an exception out of torch or the package."""
     if isinstance(exc, TTSError):
         return exc
     text = str(exc)

@@ -1,6 +1,6 @@
 """Emotion as prosody, for engines that cannot render emotion otherwise (espeak).
 
-Each emotion of the seed's vector moves speaking rate, pitch, volume and pitch range; the
+Each emotion of the API's vector moves speaking rate, pitch, volume and pitch range; the
 vector's weights, times ``emotion_alpha``, blend those moves. ``emotion_text`` is read for emotion
 words (Chinese or English) and becomes a vector the same way.
 """
