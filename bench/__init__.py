@@ -1,3 +1,3 @@
-"""Benchmarks (ISSUE 7): control-plane overhead, throughput scaling, engine speed and memory, side by
-side with the seed's Celery + Redis design. ``make bench`` runs :mod:`bench.run`; see bench/README.md.
-Benchmarks print figures and assert nothing."""
+"""Benchmarks: control-plane overhead, throughput scaling, engine speed and memory, side by side
+with the Celery + Redis design of the IndexTTS service API (v1). ``make bench`` runs
+:mod:`bench.run`; see bench/README.md. Benchmarks print figures and assert nothing."""

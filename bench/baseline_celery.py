@@ -1,6 +1,7 @@
-"""The seed's design as the baseline: Redis (Debian's redis-server, started here on a free loopback
-port), a Celery worker (threads pool) whose task holds the global Redis GPU lock while it sleeps the
-service time (:mod:`bench.celery_app`), and clients that ``delay()`` and ``get()``.
+"""The baseline, the Celery + Redis design of the IndexTTS service API (v1): Redis (Debian's
+redis-server, started here on a free loopback port), a Celery worker (threads pool) whose task holds
+the global Redis GPU lock while it sleeps the service time (:mod:`bench.celery_app`), and clients
+that ``delay()`` and ``get()``.
 
 The same figures as ours: overhead at 1, 10 and 100 clients (the worker's concurrency matching the
 clients, as our worker slots do; the lock still lets one task at a time use the "GPU", and the time a
@@ -90,7 +91,7 @@ def celery_worker(redis_url: str, *, concurrency: int, service_seconds: float) -
 def _client_app(redis_url: str) -> Any:
     from celery import Celery
 
-    app = Celery("seed_baseline_client", broker=redis_url, backend=redis_url)
+    app = Celery("celery_baseline_client", broker=redis_url, backend=redis_url)
     # A result collected after redis-server has stopped must not retry for ever.
     app.conf.result_backend_transport_options = {"retry_policy": {"max_retries": 2}}
     return app
@@ -126,7 +127,7 @@ def submit_all(redis_url: str, jobs: int) -> list[JobTiming]:
         for index in range(jobs)
     ]
     # Read each result's record directly: AsyncResult.get() on a result that is already stored waits
-    # for its pub/sub message for about a second, which would say nothing about the seed's design.
+    # for its pub/sub message for about a second, which would say nothing about the Celery design.
     ids = [result.id for result in results]
     del results
     deadline = time.monotonic() + LEVEL_SECONDS

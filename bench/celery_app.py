@@ -1,6 +1,7 @@
-"""The seed's worker, reduced to its control plane: a Celery task on Redis that takes the global GPU
-lock (``SET gpu_lock TOKEN NX EX``, polled with exponential backoff), sleeps the service time in place
-of IndexTTS2, releases the lock and returns the seed's result fields plus its timings.
+"""The baseline's worker (the Celery + Redis design of the IndexTTS service API (v1)), reduced to
+its control plane: a Celery task on Redis that takes the global GPU lock (``SET gpu_lock TOKEN NX
+EX``, polled with exponential backoff), sleeps the service time in place of IndexTTS2, releases the
+lock and returns the workflow API's result fields plus its timings.
 
 The Celery worker imports this module (``celery -A bench.celery_app worker``); its settings come from
 the environment the bench gives the worker: ``BENCH_REDIS_URL`` and ``BENCH_SERVICE_SECONDS``.
@@ -25,7 +26,7 @@ POLL_FIRST_SECONDS = 0.05
 POLL_MAX_SECONDS = 1.0
 TASK_NAME = "indextts.generate_speech"
 
-app = Celery("seed_baseline", broker=REDIS_URL, backend=REDIS_URL)
+app = Celery("celery_baseline", broker=REDIS_URL, backend=REDIS_URL)
 app.conf.update(
     task_serializer="json",
     result_serializer="json",

@@ -1,6 +1,7 @@
 """Engine speed: the project's ``indextts2`` engine against a direct ``IndexTTS2.infer`` call on the
 same random-weight checkpoint, text and settings; a speaker-cache hit against a miss; the model's load
-time (what the seed's per-task reload costs every job); and the ``espeak`` engine's real-time factor.
+time (what reloading the model in every task, as the Celery design does, costs every job); and the
+``espeak`` engine's real-time factor.
 
 The checkpoint is the tests' (``tests/inference_pod/checkpoint_builder.py``), built once into
 ``.cache/bench/`` by a child process; ``HF_HUB_OFFLINE`` and ``HF_HOME`` are set before ``indextts``
@@ -104,7 +105,7 @@ def _measure(cache_dir: Path, repeats: int) -> dict[str, float]:
         num_beams=GENERATION["num_beams"],
     )
     engine.load()
-    # The seed loads the model in every task: this is what each of its jobs pays before synthesis.
+    # The Celery design loads the model in every task: this is what each of its jobs pays before synthesis.
     began = time.perf_counter()
     direct = IndexTTS2(
         model_dir=str(model_dir),

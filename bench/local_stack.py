@@ -1,7 +1,7 @@
 """`indextts-k8s local` as a child process on a free loopback port, and how a client drives it.
 
 Local mode is one process: the gateway, the operator's runner and the worker slots share it (the
-embedded nats-server is its child). Jobs go through the seed's synchronous ``POST /v1/workflows`` or
+embedded nats-server is its child). Jobs go through the workflow API's synchronous ``POST /v1/workflows`` or
 its asynchronous form; each job's engine start and end come from the status's ``stages[0]``.
 """
 

@@ -1,4 +1,4 @@
-"""Control-plane overhead of local mode: the seed's synchronous POST, a synthetic engine of fixed
+"""Control-plane overhead of local mode: the workflow API's synchronous POST, a synthetic engine of fixed
 service time, 1, 10 and 100 concurrent clients.
 
 Each level runs on a fresh stack with as many worker slots as clients, so no job ever queues for an

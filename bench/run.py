@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results.json"
 CACHE = REPO / ".cache" / "bench"
 
-# The issue's keys, in the table's order, with their targets where the issue sets one.
+# The headline keys, in the table's order, with their targets where one is set.
 HEADLINE: tuple[tuple[str, str], ...] = (
     ("overhead_p50_ms_c1", ""),
     ("overhead_p99_ms_c1", ""),
@@ -92,7 +92,7 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
             ),
         ),
         "baseline": (
-            "the seed's design (Celery + Redis, global GPU lock)",
+            "the Celery + Redis design (global GPU lock)",
             lambda: baseline_celery.measure(
                 service_seconds=service,
                 jobs=per_level,
@@ -186,7 +186,7 @@ def table(results: dict[str, float], about: dict[str, float | str]) -> str:
 
 
 def markdown(results: dict[str, float]) -> str:
-    """The issue's keys, then every other figure, as Markdown tables (for bench/README.md)."""
+    """The headline keys, then every other figure, as Markdown tables (for bench/README.md)."""
     lines = ["| key | value | target |", "| --- | ---: | --- |"]
     lines += [f"| `{key}` | {_number(results.get(key, math.nan))} | {target} |" for key, target in HEADLINE]
     headline = {key for key, _ in HEADLINE}
