@@ -19,7 +19,7 @@ class WorkerMetrics:
         self.jobs = Counter(
             "tts_worker_jobs",
             "Jobs handled, by task and outcome "
-            "(succeeded, failed, retried, cancelled, handed_back, rejected)",
+            "(succeeded, failed, abandoned, cancelled, handed_back, rejected)",
             ["task", "outcome"],
             registry=r,
         )

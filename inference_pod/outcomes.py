@@ -1,27 +1,35 @@
 """What the worker does with a job once its task has ended: the decisions, apart from NATS.
 
+The worker never retries a job by itself. Retries are the operator's (docs/operator.md): it counts a
+stage's attempts and dispatches the next one. A worker reports each ending once and acknowledges the
+message; only a hand-back on shutdown puts the same attempt back on the queue.
+
 | how the task ended | JetStream | event |
 | --- | --- | --- |
 | succeeded | ack (after the event is stored) | completed |
 | failed, the user's fault (``INVALID_INPUT``) | ack | failed, ``retryable=False`` |
-| failed transiently, deliveries left | nak with backoff, redelivered | none (the next try reports) |
-| failed transiently, no deliveries left | ack | failed, ``retryable=False`` |
+| failed otherwise (out of GPU memory, model not ready, ...) | ack | failed, ``retryable=True`` |
+| redelivered: the worker holding it stopped without finishing | ack, not run | failed, ``retryable=True`` |
 | cancelled by the operator | ack | failed (``PROCESSING_ERROR``, "cancelled: ...") |
 | past its deadline | ack | failed (``TASK_TIMEOUT``) |
-| worker shutting down | nak, no delay: another worker takes it | none |
+| worker shutting down | hand back: a fresh copy on the queue, then ack | none |
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from tts_api.errors import ErrorCode, TTSError
 
+# The header a handed-back copy of a job carries: how many times that attempt was handed back.
+HANDED_BACK_HEADER = "Tts-Handed-Back"
+
 
 class Action(StrEnum):
     ACK = "ack"
-    NAK = "nak"
+    HAND_BACK = "hand_back"  # a fresh copy of the job on the queue, then ack the delivered one
 
 
 class Outcome(StrEnum):
@@ -29,7 +37,7 @@ class Outcome(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    RETRIED = "retried"
+    ABANDONED = "abandoned"
     CANCELLED = "cancelled"
     HANDED_BACK = "handed_back"
     REJECTED = "rejected"
@@ -40,25 +48,17 @@ class Disposition:
     action: Action
     outcome: Outcome
     error: TTSError | None = None  # the failed event to publish, if any
-    delay: float = 0.0  # nak delay, seconds
+    retryable: bool = False  # the failed event's ``retryable``: may the operator try another attempt?
 
 
-def after_failure(error: TTSError, *, delivered: int, max_deliveries: int, retry_delay: float) -> Disposition:
-    """A user's mistake is final; anything else is retried until ``max_deliveries`` deliveries."""
-    if error.code.user_caused or delivered >= max_deliveries:
-        if not error.code.user_caused:
-            error = TTSError(
-                error.code,
-                f"{error.message} (gave up after {delivered} attempt{'s' if delivered != 1 else ''})",
-                field=error.field,
-            )
-        return Disposition(Action.ACK, Outcome.FAILED, error)
-    return Disposition(Action.NAK, Outcome.RETRIED, delay=retry_delay * 2 ** (delivered - 1))
+def after_failure(error: TTSError) -> Disposition:
+    """Reported once and acknowledged; another attempt is the operator's decision unless the user erred."""
+    return Disposition(Action.ACK, Outcome.FAILED, error, retryable=not error.code.user_caused)
 
 
 def after_cancel(reason: CancelReason, detail: str) -> Disposition:
     if reason is CancelReason.SHUTDOWN:
-        return Disposition(Action.NAK, Outcome.HANDED_BACK)
+        return Disposition(Action.HAND_BACK, Outcome.HANDED_BACK)
     if reason is CancelReason.DEADLINE:
         error = TTSError(
             ErrorCode.TASK_TIMEOUT,
@@ -69,15 +69,28 @@ def after_cancel(reason: CancelReason, detail: str) -> Disposition:
     return Disposition(Action.ACK, Outcome.CANCELLED, TTSError(ErrorCode.PROCESSING_ERROR, message))
 
 
-def too_many_deliveries(delivered: int, max_deliveries: int) -> TTSError | None:
-    """A job delivered more often than allowed (its workers kept dying) is failed without running."""
-    if delivered <= max_deliveries:
+def after_redelivery(attempt: int, delivered: int) -> Disposition | None:
+    """A message delivered again was not finished by the worker that held it: it died or stalled.
+
+    JetStream delivers a message again only when its holder did not acknowledge it in time (this
+    worker never naks: a hand-back on shutdown publishes a fresh copy, delivered for the first time).
+    Running it again here would be an attempt the operator never counted, so it is reported as a
+    retryable failure of its attempt, not run, and acknowledged; the operator decides what follows.
+    """
+    if delivered <= 1:
         return None
-    return TTSError(
+    error = TTSError(
         ErrorCode.PROCESSING_ERROR,
-        f"the job was delivered {delivered} times and no worker finished it (workers died or stalled "
-        "while holding it); check the inference pods' logs and memory limits, then retry the workflow",
+        f"the worker holding attempt {attempt} stopped without finishing it (delivered {delivered} "
+        "times); check the inference pods' logs and memory limits",
     )
+    return Disposition(Action.ACK, Outcome.ABANDONED, error, retryable=True)
+
+
+def handed_back_count(headers: Mapping[str, str] | None) -> int:
+    """How many times the attempt in this message was handed back before (0 for the operator's own)."""
+    value = (headers or {}).get(HANDED_BACK_HEADER, "0")
+    return int(value) if value.isdigit() else 0
 
 
 class CancelReason(StrEnum):

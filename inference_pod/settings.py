@@ -80,14 +80,6 @@ class WorkerSettings(BaseSettings):
     ack_wait_seconds: float = Field(
         default=30.0, gt=0, description="JetStream ack deadline; extended every heartbeat while a job runs."
     )
-    max_deliveries: int = Field(
-        default=3, ge=1, description="Attempts at a job that fails transiently before it is failed for good."
-    )
-    retry_delay_seconds: float = Field(
-        default=2.0,
-        ge=0,
-        description="Backoff before a transient failure is redelivered (doubles each time).",
-    )
     shutdown_grace_seconds: float = Field(
         default=25.0,
         ge=0,

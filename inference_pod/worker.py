@@ -4,7 +4,9 @@ One job at a time per slot (a GPU, or a CPU process). While a job runs, the loop
 deadline extended (``in_progress``), publishes heartbeats with progress, and refreshes the worker's
 registry entry. A job is acknowledged only after its result is written and its event stored; a worker
 that dies leaves the job unacknowledged, and JetStream redelivers it to another worker once the ack
-deadline passes. What happens after each kind of ending is decided in :mod:`inference_pod.outcomes`.
+deadline passes; that worker reports the attempt as abandoned without running it, and the operator,
+which counts attempts, decides whether another one runs. The worker never retries by itself. What
+happens after each kind of ending is decided in :mod:`inference_pod.outcomes`.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from inference_pod.engines.base import Engine, JobCancelledError, ProgressCallba
 from inference_pod.gpu import NO_GPU, GpuStatus, probe_gpu
 from inference_pod.metrics import WorkerMetrics
 from inference_pod.outcomes import (
+    HANDED_BACK_HEADER,
     Action,
     CancelReason,
     Disposition,
     Outcome,
     after_cancel,
     after_failure,
-    too_many_deliveries,
+    after_redelivery,
+    handed_back_count,
 )
 from inference_pod.settings import WorkerSettings
 from nats_support.jetstream import ensure_jetstream
@@ -62,7 +66,14 @@ from tts_api.messages import (
     decode_command,
     encode,
 )
-from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, event_subject
+from tts_api.nats_names import (
+    CANCEL_SUBJECT,
+    JOBS_STREAM,
+    JOBS_SUBJECTS,
+    WORKERS_CONSUMER,
+    event_subject,
+    job_subject,
+)
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.request import IndexTTSConfig
@@ -236,9 +247,10 @@ class Worker:
                 try:
                     await self._handle(message)
                 except Exception:
-                    # NATS failed under us (events or acks): the job stays unacknowledged and is
-                    # redelivered once its ack deadline passes; this worker goes on.
-                    log.exception("handling a job failed; it will be redelivered")
+                    # NATS failed under us (events or acks): the job stays unacknowledged, is
+                    # redelivered once its ack deadline passes and reported abandoned (a spent
+                    # attempt, unless its result was stored already); this worker goes on.
+                    log.exception("handling a job failed; it will be redelivered and reported abandoned")
 
     # --- one job ----------------------------------------------------------------------------------
 
@@ -259,12 +271,13 @@ class Worker:
         wait = max(0.0, (hand.started_at - job.dispatched_at).total_seconds())
         self.metrics.queue_wait_seconds.observe(wait)
         early = self._early_refusal(job, delivered)
-        if early is not None:
-            adapter.info("job %s refused before it started: %s", job.job_id, early.message)
-            await self._publish(self._failed(job, early), dedupe=f"{job.job_id}/failed")
+        if early is not None and early.error is not None:
+            adapter.info("job %s refused before it started: %s", job.job_id, early.error.message)
+            await self._publish(
+                self._failed(job, early.error, retryable=early.retryable), dedupe=f"{job.job_id}/failed"
+            )
             await message.ack_sync()
-            outcome = Outcome.CANCELLED if job.job_id in self._cancelled_early else Outcome.FAILED
-            self.metrics.jobs.labels(job.task.value, outcome.value).inc()
+            self.metrics.jobs.labels(job.task.value, early.outcome.value).inc()
             return
         self.current = hand
         self.metrics.busy.labels(self.slot).set(1)
@@ -299,12 +312,13 @@ class Worker:
             raise MessageError(f"{where}: {first['msg']}") from None
         return job.model_copy(update={"config": config})
 
-    def _early_refusal(self, job: JobMessage, delivered: int) -> TTSError | None:
+    def _early_refusal(self, job: JobMessage, delivered: int) -> Disposition | None:
+        """A job that is not run: cancelled before it came, past its deadline, or abandoned by its holder."""
         if job.job_id in self._cancelled_early:
-            return after_cancel(CancelReason.OPERATOR, self._cancelled_early[job.job_id]).error
+            return after_cancel(CancelReason.OPERATOR, self._cancelled_early[job.job_id])
         if job.deadline is not None and job.deadline <= datetime.now(UTC):
-            return after_cancel(CancelReason.DEADLINE, f"it was due at {job.deadline.isoformat()}").error
-        return too_many_deliveries(delivered, self.settings.max_deliveries)
+            return after_cancel(CancelReason.DEADLINE, f"it was due at {job.deadline.isoformat()}")
+        return after_redelivery(job.attempt, delivered)
 
     async def _run_task(
         self, hand: JobInHand, adapter: logging.LoggerAdapter[logging.Logger]
@@ -348,18 +362,13 @@ class Worker:
     def _after_error(
         self, hand: JobInHand, error: TTSError, adapter: logging.LoggerAdapter[logging.Logger]
     ) -> Disposition:
-        disposition = after_failure(
-            error,
-            delivered=hand.message.metadata.num_delivered,
-            max_deliveries=self.settings.max_deliveries,
-            retry_delay=self.settings.retry_delay_seconds,
-        )
+        disposition = after_failure(error)
         adapter.warning(
             "job %s failed with %s: %s (%s)",
             hand.job.job_id,
             error.code.value,
             error.message,
-            disposition.outcome,
+            "retryable" if disposition.retryable else "final",
         )
         return disposition
 
@@ -387,7 +396,7 @@ class Worker:
         """Cancel the job at its deadline, and on shutdown once the grace period has run out.
 
         Returns only when the engine was asked to stop for shutdown and did not within
-        ``STOP_WAIT_SECONDS``: the job is then abandoned to redelivery.
+        ``STOP_WAIT_SECONDS``: the job is then handed back all the same.
         """
         deadline = hand.job.deadline
         remaining = (deadline - datetime.now(UTC)).total_seconds() if deadline else None
@@ -417,19 +426,35 @@ class Worker:
                 dedupe=f"{job.job_id}/completed",
             )
         elif disposition.error is not None and disposition.action is Action.ACK:
-            await self._publish(self._failed(job, disposition.error), dedupe=f"{job.job_id}/failed")
+            failed = self._failed(job, disposition.error, retryable=disposition.retryable)
+            await self._publish(failed, dedupe=f"{job.job_id}/failed")
         if disposition.action is Action.ACK:
             await message.ack_sync()
-        elif disposition.delay > 0:
-            await message.nak(delay=disposition.delay)
         else:
-            await message.nak()
+            await self._hand_back(job, message)
         if disposition.outcome is Outcome.SUCCEEDED:
             self.jobs_succeeded += 1
         elif disposition.outcome is Outcome.FAILED:
             self.jobs_failed += 1
         self.metrics.jobs.labels(job.task.value, disposition.outcome.value).inc()
         adapter.info("job %s %s (%s)", job.job_id, disposition.outcome.value, disposition.action.value)
+
+    async def _hand_back(self, job: JobMessage, message: Msg) -> None:
+        """Put the same attempt back on the queue for another worker, without spending it.
+
+        A nak would make JetStream deliver the message again, and a redelivery is how a worker that
+        died shows (see :func:`~inference_pod.outcomes.after_redelivery`). So a fresh copy is published
+        (delivered for the first time, run like any job) and then the delivered message is
+        acknowledged. The copy's ``Nats-Msg-Id`` counts the hand-backs, so a publish retried after a
+        lost reply is dropped as a duplicate. Should this worker die between the two steps, the
+        original is redelivered and reported abandoned, and the copy is superseded by the attempt the
+        operator dispatches next.
+        """
+        assert self._js is not None  # noqa: S101 (set in run)
+        count = handed_back_count(message.headers) + 1
+        headers = {"Nats-Msg-Id": f"{job.job_id}/handed-back/{count}", HANDED_BACK_HEADER: str(count)}
+        await self._js.publish(job_subject(job.task), message.data, headers=headers)
+        await message.ack_sync()
 
     async def _reject(self, message: Msg, reason: str) -> None:
         """A job that cannot be read: report it when it says whose it is, and never redeliver it."""
@@ -466,8 +491,8 @@ class Worker:
             "worker_id": self.worker_id,
         }
 
-    def _failed(self, job: JobMessage, error: TTSError) -> FailedEvent:
-        return FailedEvent(error=error.info(), retryable=False, **self._event_fields(job))
+    def _failed(self, job: JobMessage, error: TTSError, *, retryable: bool = False) -> FailedEvent:
+        return FailedEvent(error=error.info(), retryable=retryable, **self._event_fields(job))
 
     async def _publish(self, event: WorkerEventBase, *, dedupe: str | None = None) -> None:
         assert self._js is not None  # noqa: S101 (set in run)

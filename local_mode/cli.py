@@ -110,7 +110,7 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     records = await LocalWorkflowStore.open(js, policy)
     operator_store = LocalOperatorStore(records)
     operator_settings = OperatorSettings(nats_url=nats_url, leader_election=False, metrics_port=0)
-    runtime = await Runtime.start(operator_settings, operator_store)
+    runtime = await Runtime.start(operator_settings, operator_store, policy)
     driver = LocalDriver(records, operator_store, runtime.runner, tick_seconds=operator_settings.tick_seconds)
     workers = _workers(args, nats_url, policy, presets)
 

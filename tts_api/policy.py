@@ -1,7 +1,9 @@
 """What request validation depends on besides the request: the shared root, limits, preset names.
 
-Every process reads it from the environment (``TTS_*`` variables, see ``docs/configuration.md``);
-tests and embedders pass one explicitly as pydantic validation context::
+Each process reads it once, at start, from the environment (``TTS_*`` variables, see
+``docs/configuration.md``; :func:`policy_from_env`, called by the command modules) and passes it to
+every check: :mod:`tts_api.validation` takes it as an argument, and pydantic gets it as validation
+context::
 
     WorkflowRequest.model_validate(body, context={"policy": policy})
 """
@@ -69,19 +71,26 @@ class ValidationPolicy(BaseSettings):
 def stored_record_policy(policy: ValidationPolicy) -> ValidationPolicy:
     """The policy for re-reading an accepted record: no disk checks, no limit tighter than the CRD's.
 
-    A record stays readable when its reference audio is deleted later, or a limit is lowered.
+    A record stays readable when its reference audio is deleted later, a limit is lowered, or a
+    voice preset it names is removed from the presets file.
     """
-    return policy.model_copy(update={"check_disk": False, "max_text_length": TEXT_LENGTH_CEILING})
+    return policy.model_copy(
+        update={"check_disk": False, "max_text_length": TEXT_LENGTH_CEILING, "voice_presets": None}
+    )
 
 
 @lru_cache(maxsize=1)
 def policy_from_env() -> ValidationPolicy:
-    """The process-wide policy, read once from the environment."""
+    """The process-wide policy, read once from the environment: for the command modules, at start."""
     return ValidationPolicy()
 
 
 def policy_from_context(context: Any) -> ValidationPolicy:
-    """The policy passed as validation context, or the one from the environment."""
+    """The policy passed as validation context, or the one from the environment.
+
+    The fallback serves only a model validated without context: a job decoded off the queue
+    (:func:`tts_api.messages.decode_command`), which its receiver validates again with its own policy.
+    """
     given = context.get("policy") if isinstance(context, dict) else None
     if isinstance(given, ValidationPolicy):
         return given

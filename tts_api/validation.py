@@ -3,6 +3,9 @@
 REST bodies are snake_case (``workflow_config.indextts_config.emotion_alpha``), resources camelCase
 (``spec.workflowConfig.indexttsConfig.emotionAlpha``): each error names the field as its writer
 spelled it, and says what to change.
+
+Every check runs under the :class:`~tts_api.policy.ValidationPolicy` its caller passes; nothing here
+reads the environment (each process reads its policy once, at start).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from tts_api.constants import API_GROUP_VERSION, KIND
 from tts_api.errors import ErrorCode, TTSError
-from tts_api.policy import ValidationPolicy, policy_from_env, stored_record_policy
+from tts_api.policy import ValidationPolicy, stored_record_policy
 from tts_api.request import WorkflowRequest
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
 
@@ -81,31 +84,30 @@ def invalid_input_from(errors: list[FieldError]) -> TTSError:
     return TTSError(ErrorCode.INVALID_INPUT, listed, field=errors[0].field if errors else None)
 
 
-def _validate(model: type[M], data: Any, *, camel: bool, root: str, policy: ValidationPolicy | None) -> M:
-    context = {"policy": policy} if policy is not None else None
+def _validate(model: type[M], data: Any, *, camel: bool, root: str, policy: ValidationPolicy) -> M:
     try:
-        return model.model_validate(data, by_alias=camel, by_name=not camel, context=context)
+        return model.model_validate(data, by_alias=camel, by_name=not camel, context={"policy": policy})
     except ValidationError as exc:
         raise invalid_input_from(field_errors(exc, camel=camel, root=root)) from None
 
 
-def parse_request(body: Any, *, policy: ValidationPolicy | None = None) -> WorkflowRequest:
+def parse_request(body: Any, *, policy: ValidationPolicy) -> WorkflowRequest:
     """Validate a ``POST /v1/workflows`` body (snake_case); raise ``INVALID_INPUT`` naming the field."""
     return _validate(WorkflowRequest, body, camel=False, root="", policy=policy)
 
 
-def parse_spec(spec: Any, *, policy: ValidationPolicy | None = None) -> TTSWorkflowSpec:
+def parse_spec(spec: Any, *, policy: ValidationPolicy) -> TTSWorkflowSpec:
     """Validate a TTSWorkflow ``spec`` (camelCase); raise ``INVALID_INPUT`` naming ``spec.<field>``."""
     return _validate(TTSWorkflowSpec, spec, camel=True, root="spec", policy=policy)
 
 
-def read_workflow(body: dict[str, Any], *, policy: ValidationPolicy | None = None) -> TTSWorkflow:
+def read_workflow(body: dict[str, Any], *, policy: ValidationPolicy) -> TTSWorkflow:
     """Read a stored TTSWorkflow (an API server's or local mode's record).
 
     The spec was checked when it was accepted, so it is read without disk checks and against the
     CRD's ceilings (:func:`~tts_api.policy.stored_record_policy`); status and metadata as written.
     """
-    lenient = stored_record_policy(policy or policy_from_env())
+    lenient = stored_record_policy(policy)
     return TTSWorkflow(
         api_version=body.get("apiVersion", API_GROUP_VERSION),
         kind=body.get("kind", KIND),

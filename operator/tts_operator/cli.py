@@ -47,11 +47,14 @@ def run(args: argparse.Namespace) -> int:
     import prometheus_client
 
     from kube_access.client import api_client
+    from tts_api.policy import policy_from_env
     from tts_operator.handlers import register
     from tts_operator.leader import LeaderElector
     from tts_operator.settings import Settings
 
+    # The environment is read here, once: the handlers and the reconcile core are given what they need.
     settings = Settings()
+    policy = policy_from_env()
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             on_lost=on_lost,
         )
     registry = kopf.OperatorRegistry()  # handlers.register adds the logins too
-    register(registry, settings, elector=elector)
+    register(registry, settings, policy=policy, elector=elector)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
     log.info(

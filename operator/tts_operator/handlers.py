@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from tts_api.constants import API_GROUP, API_VERSION, FINISHED_PHASES, PLURAL
+from tts_api.policy import ValidationPolicy
 from tts_operator.leader import LeaderElector
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick
 from tts_operator.runtime import Runtime
@@ -35,10 +36,11 @@ def register(
     registry: kopf.OperatorRegistry,
     config: Settings,
     *,
+    policy: ValidationPolicy,
     store_factory: Callable[[], WorkflowStore] | None = None,
     elector: LeaderElector | None = None,
 ) -> None:
-    """Register the operator's handlers in ``registry``.
+    """Register the operator's handlers in ``registry``; specs are validated with ``policy``.
 
     ``store_factory`` defaults to the Kubernetes API (``config.kube_api_url``, else in-cluster, else
     KUBECONFIG); ``elector``, when given, has been won before kopf starts (the CLI waits for the
@@ -75,7 +77,7 @@ def register(
             if store_factory
             else KubernetesStore.connect(config.kube_api_url, config.namespace_list())
         )
-        runtime = await Runtime.start(config, store)
+        runtime = await Runtime.start(config, store, policy)
         memo.runtime = runtime
         if elector is not None:
             # A replica that lost the Lease stops reading events at once, before it stops altogether.

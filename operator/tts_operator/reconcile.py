@@ -3,13 +3,20 @@
 A :class:`Decision` is the new status (or ``None`` when nothing changes) and the actions to take:
 publish a job, publish a cancel, post a Kubernetes Event, delete the workflow. The adapters
 (:mod:`tts_operator.runner`, the kopf handlers, the events consumer) perform them; nothing here does
-I/O or reads the clock.
+I/O, reads the clock or reads the environment: the caller passes the time, the limits and the
+validation policy.
 
 Idempotence rests on one rule: an attempt number only ever comes from the recorded status. The
 first dispatch of a stage is attempt 1, a retry is the recorded attempt + 1, and the job's
 ``Nats-Msg-Id`` is ``uid/stage/attempt``. So the same status always yields the same job id, and a
 replay (a restart, a re-run kopf handler, a replayed event) publishes a message that JetStream drops
 as a duplicate. See docs/operator.md.
+
+Retries are decided here and nowhere else: the inference pods never retry a job by themselves, they
+report a failure once (``retryable`` unless the user is at fault), and a job whose worker died is
+reported as a retryable failure of its attempt by the worker it is redelivered to. Each attempt is
+spent at most once: an event of a superseded attempt is ignored, so a stale heartbeat and the
+redelivery of the same attempt count once.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from tts_api.messages import (
     WorkflowRef,
     make_job_id,
 )
-from tts_api.policy import ValidationPolicy, policy_from_env, stored_record_policy
+from tts_api.policy import ValidationPolicy, stored_record_policy
 from tts_api.resource import HeartbeatStatus, StageStatus, TTSWorkflowSpec, TTSWorkflowStatus
 from tts_api.results import OUTPUT_MODELS, SpeechResult
 from tts_api.validation import parse_spec
@@ -46,7 +53,11 @@ from tts_operator.conditions import set_condition
 
 @dataclass(frozen=True)
 class Limits:
-    """The operator's settings that decisions depend on (see :class:`tts_operator.settings.Settings`)."""
+    """The operator's settings that decisions depend on.
+
+    The defaults here are the only definition: :class:`tts_operator.settings.Settings` takes its
+    defaults from them, and a chart test checks the chart's values against them.
+    """
 
     default_timeout_seconds: int = 600
     default_ttl_seconds: int = 3600
@@ -138,18 +149,24 @@ class DeleteWorkflow:
 Action = PublishJob | PublishCancel | PostEvent | DeleteWorkflow
 
 
+TimeoutKind = Literal["heartbeat", "workflow"]
+
+
 @dataclass(frozen=True)
 class Decision:
     """The new status (``None``: unchanged) and the actions, performed after the status is written.
 
     ``batchable`` marks a change that only refreshes the heartbeat or progress: the runner may hold
     it for a moment and write several at once. ``ignored`` says why an input changed nothing.
+    ``timed_out`` says which limit failed the workflow with ``TASK_TIMEOUT``, when one did: the
+    heartbeat (attempts used up by silent workers) or the workflow's ``timeoutSeconds``.
     """
 
     status: TTSWorkflowStatus | None = None
     actions: tuple[Action, ...] = ()
     batchable: bool = False
     ignored: str | None = None
+    timed_out: TimeoutKind | None = None
 
 
 def ignore(why: str) -> Decision:
@@ -165,9 +182,9 @@ def reconcile(
     *,
     now: datetime,
     limits: Limits,
-    policy: ValidationPolicy | None = None,
+    policy: ValidationPolicy,
 ) -> Decision:
-    """What ``given`` does to ``workflow`` at ``now``."""
+    """What ``given`` does to ``workflow`` at ``now``, under ``limits``; specs are checked with ``policy``."""
     status = workflow.status
     if isinstance(given, Deleted):
         return _on_delete(workflow, now=now)
@@ -181,7 +198,7 @@ def reconcile(
         return ignore(f"the workflow has finished ({status.phase.value})")
     try:
         # Re-read as an accepted record: no disk checks, so a reference deleted since is no error.
-        spec = parse_spec(dict(workflow.spec), policy=stored_record_policy(policy or policy_from_env()))
+        spec = parse_spec(dict(workflow.spec), policy=stored_record_policy(policy))
     except TTSError as exc:
         # Only a spec edited after acceptance can get here (kubectl edit): fail, naming the field.
         return _fail(workflow, exc.info(), now=now, cancel=True)
@@ -198,9 +215,7 @@ def reconcile(
 # --- creation and resumption -----------------------------------------------------------------------
 
 
-def _accept(
-    workflow: Workflow, *, now: datetime, limits: Limits, policy: ValidationPolicy | None
-) -> Decision:
+def _accept(workflow: Workflow, *, now: datetime, limits: Limits, policy: ValidationPolicy) -> Decision:
     try:
         spec = parse_spec(dict(workflow.spec), policy=policy)
     except TTSError as exc:
@@ -385,15 +400,15 @@ def _on_tick_finished(workflow: Workflow, *, now: datetime, limits: Limits) -> D
 def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits) -> Decision:
     """The overall timeout first, then a running stage's heartbeat."""
     status = workflow.status
-    timeout = spec.timeout_seconds or limits.default_timeout_seconds
-    if status.accepted_at is not None and now >= status.accepted_at + timedelta(seconds=timeout):
+    deadline = _deadline(spec, status, limits)
+    if deadline is not None and now >= deadline:
         error = ErrorInfo(
             code=ErrorCode.TASK_TIMEOUT,
-            message=f"the workflow did not finish within {timeout} s of being accepted "
-            f"(stage {status.current_stage}); raise spec.timeoutSeconds, or add inference pods "
-            "if jobs wait for a free GPU",
+            message=f"the workflow did not finish within {_timeout_seconds(spec, limits)} s of being "
+            f"accepted (stage {status.current_stage}); raise spec.timeoutSeconds, or add inference "
+            "pods if jobs wait for a free GPU",
         )
-        return _fail(workflow, error, now=now, cancel=True)
+        return _fail(workflow, error, now=now, cancel=True, timed_out="workflow")
     stage = _in_hand(status)
     if stage.state == StageState.QUEUED:
         # A queued job may wait for a free GPU as long as the workflow's timeout allows.
@@ -408,7 +423,7 @@ def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits
         f"{(now - last).total_seconds():.0f} s (limit {limits.heartbeat_stale_seconds:g} s); "
         "check the inference pods' logs and GPU health",
     )
-    return _retry_or_fail(workflow, spec, error, now=now, limits=limits, cancel=True)
+    return _retry_or_fail(workflow, spec, error, now=now, limits=limits, cancel=True, timed_out="heartbeat")
 
 
 # --- deletion --------------------------------------------------------------------------------------
@@ -480,15 +495,22 @@ def _retry_or_fail(
     now: datetime,
     limits: Limits,
     cancel: bool,
+    timed_out: TimeoutKind | None = None,
 ) -> Decision:
-    """Another attempt at the current stage after a backoff, or the workflow fails when none is left."""
+    """Another attempt at the current stage after a backoff, or the workflow fails when none is left.
+
+    The one place where retries are decided: the current attempt is spent (``error`` says how), and
+    attempt + 1 is queued ``limits.backoff(attempt)`` seconds later, up to ``limits.max_attempts``.
+    ``timed_out`` names the limit when the failure that ends it all is a ``TASK_TIMEOUT``.
+    """
     stage = _in_hand(workflow.status)
     if stage.attempt >= limits.max_attempts:
+        plural = "s" if stage.attempt != 1 else ""
         exhausted = ErrorInfo(
             code=error.code,
-            message=f"{error.message} (gave up after {stage.attempt} attempt(s))",
+            message=f"{error.message} (gave up after {stage.attempt} attempt{plural})",
         )
-        return _fail(workflow, exhausted, now=now, cancel=cancel)
+        return _fail(workflow, exhausted, now=now, cancel=cancel, timed_out=timed_out)
     status = workflow.status.model_copy(deep=True)
     current = _in_hand(status)
     current.error = error
@@ -518,7 +540,14 @@ def _retry_or_fail(
     )
 
 
-def _fail(workflow: Workflow, error: ErrorInfo, *, now: datetime, cancel: bool = False) -> Decision:
+def _fail(
+    workflow: Workflow,
+    error: ErrorInfo,
+    *,
+    now: datetime,
+    cancel: bool = False,
+    timed_out: TimeoutKind | None = None,
+) -> Decision:
     """The current stage and the workflow fail with ``error``; later stages will not run."""
     status = workflow.status.model_copy(deep=True)
     stage = _current(status)
@@ -532,7 +561,7 @@ def _fail(workflow: Workflow, error: ErrorInfo, *, now: datetime, cancel: bool =
     status = _finish(status, Phase.FAILED, error, now=now, generation=workflow.generation)
     reason = "TimedOut" if error.code == ErrorCode.TASK_TIMEOUT else "Failed"
     actions.append(PostEvent("Warning", reason, f"{error.code.value}: {error.message}"))
-    return Decision(status, tuple(actions))
+    return Decision(status, tuple(actions), timed_out=timed_out)
 
 
 def _finish(
@@ -599,10 +628,16 @@ def _camel(code: ErrorCode) -> str:
     return "".join(word.capitalize() for word in code.value.split("_"))
 
 
+def _timeout_seconds(spec: TTSWorkflowSpec, limits: Limits) -> int:
+    """The workflow's time limit: its spec's ``timeoutSeconds``, else the operator's default."""
+    return spec.timeout_seconds or limits.default_timeout_seconds
+
+
 def _deadline(spec: TTSWorkflowSpec, status: TTSWorkflowStatus, limits: Limits) -> datetime | None:
+    """When the workflow times out (``timeoutSeconds`` after acceptance); the jobs carry it too."""
     if status.accepted_at is None:
         return None
-    return status.accepted_at + timedelta(seconds=spec.timeout_seconds or limits.default_timeout_seconds)
+    return status.accepted_at + timedelta(seconds=_timeout_seconds(spec, limits))
 
 
 def _job(
@@ -648,6 +683,7 @@ __all__ = [
     "PublishJob",
     "Resumed",
     "Tick",
+    "TimeoutKind",
     "WorkerEventInput",
     "Workflow",
     "reconcile",

@@ -28,7 +28,6 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from tts_api.constants import StageState
-from tts_api.errors import ErrorCode
 from tts_api.messages import CancelMessage, JobMessage, WorkflowRef, encode
 from tts_api.nats_names import CANCEL_SUBJECT, job_subject
 from tts_api.policy import ValidationPolicy
@@ -94,7 +93,7 @@ class Runner:
         js: JetStreamContext,
         *,
         limits: Limits,
-        policy: ValidationPolicy | None = None,
+        policy: ValidationPolicy,
         batch_seconds: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -162,7 +161,7 @@ class Runner:
             outcome = "ignored" if decision.ignored else ("changed" if decision.status else "unchanged")
             metrics.RECONCILES.labels(label, outcome).inc()
             if decision.status is not None:
-                _observe(before.status, decision.status, given)
+                _observe(before.status, decision)
                 _log_transition(before, decision.status)
             await self._perform(key, before.ref, decision.actions)
             if isinstance(given, Deleted) or any(isinstance(a, DeleteWorkflow) for a in decision.actions):
@@ -345,14 +344,15 @@ def _log_transition(before: Workflow, after: TTSWorkflowStatus) -> None:
         )
 
 
-def _observe(old: TTSWorkflowStatus, new: TTSWorkflowStatus, given: Input) -> None:
+def _observe(old: TTSWorkflowStatus, decision: Decision) -> None:
     """Metrics of a transition."""
+    new = decision.status
+    if new is None:
+        return
     if new.phase.finished and not old.phase.finished:
         metrics.FINISHED.labels(new.phase.value).inc()
-        error = new.error
-        if isinstance(given, Tick) and error is not None and error.code == ErrorCode.TASK_TIMEOUT:
-            kind = "workflow" if error.message.startswith("the workflow") else "heartbeat"
-            metrics.TIMEOUTS.labels(kind).inc()
+        if decision.timed_out is not None:
+            metrics.TIMEOUTS.labels(decision.timed_out).inc()
     for stage in new.stages:
         previous = old.stage(stage.name)
         if previous is not None and 0 < previous.attempt < stage.attempt:

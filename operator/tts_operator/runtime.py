@@ -11,6 +11,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from nats_support.jetstream import ensure_jetstream
+from tts_api.policy import ValidationPolicy
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.runner import Runner
 from tts_operator.settings import Settings
@@ -27,7 +28,8 @@ class Runtime:
     consumer_task: asyncio.Task[None]
 
     @classmethod
-    async def start(cls, settings: Settings, store: WorkflowStore) -> Runtime:
+    async def start(cls, settings: Settings, store: WorkflowStore, policy: ValidationPolicy) -> Runtime:
+        """Connect and start reading events; specs are checked with ``policy`` (read at process start)."""
         nc = await nats.connect(
             settings.nats_url, name="indextts-operator", max_reconnect_attempts=-1, connect_timeout=5
         )
@@ -35,7 +37,12 @@ class Runtime:
         await ensure_jetstream(js)
         await ensure_operator_consumer(js)
         runner = Runner(
-            store, nc, js, limits=settings.limits(), batch_seconds=settings.heartbeat_batch_seconds
+            store,
+            nc,
+            js,
+            limits=settings.limits(),
+            policy=policy,
+            batch_seconds=settings.heartbeat_batch_seconds,
         )
         runner.events_caught_up = False  # ticks wait until the events backlog is read
         consumer = EventsConsumer(js, runner)

@@ -1,4 +1,8 @@
-"""The operator's settings, from the environment (prefix ``TTS_OPERATOR_``); see docs/operator.md."""
+"""The operator's settings, from the environment (prefix ``TTS_OPERATOR_``); see docs/operator.md.
+
+The limits that decisions depend on take their defaults from :class:`tts_operator.reconcile.Limits`,
+their one definition.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,43 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tts_operator.reconcile import Limits
 
+DEFAULT_LIMITS = Limits()
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TTS_OPERATOR_", frozen=True, extra="ignore")
 
     nats_url: str = Field(default="nats://nats:4222", description="NATS server with JetStream.")
     default_timeout_seconds: int = Field(
-        default=600, ge=1, le=24 * 3600, description="A workflow's time limit when its spec sets none."
+        default=DEFAULT_LIMITS.default_timeout_seconds,
+        ge=1,
+        le=24 * 3600,
+        description="A workflow's time limit when its spec sets none.",
     )
     default_ttl_seconds: int = Field(
-        default=3600,
+        default=DEFAULT_LIMITS.default_ttl_seconds,
         ge=0,
         description="Delete finished workflows this long after they finish, when "
         "their spec sets no ttlSecondsAfterFinished.",
     )
     heartbeat_stale_seconds: float = Field(
-        default=30.0, gt=0, description="A running stage with no sign of life for this long is redispatched."
+        default=DEFAULT_LIMITS.heartbeat_stale_seconds,
+        gt=0,
+        description="A running stage with no sign of life for this long is redispatched.",
     )
-    max_attempts: int = Field(default=3, ge=1, description="Dispatches of one stage before it fails.")
+    max_attempts: int = Field(
+        default=DEFAULT_LIMITS.max_attempts,
+        ge=1,
+        description="Dispatches of one stage before it fails (see docs/operator.md: what counts as one).",
+    )
     backoff_base_seconds: float = Field(
-        default=2.0, ge=0, description="Wait before attempt 2; doubled for each further attempt."
+        default=DEFAULT_LIMITS.backoff_base_seconds,
+        ge=0,
+        description="Wait before attempt 2; doubled for each further attempt.",
     )
-    backoff_max_seconds: float = Field(default=60.0, ge=0, description="The longest wait before a retry.")
+    backoff_max_seconds: float = Field(
+        default=DEFAULT_LIMITS.backoff_max_seconds, ge=0, description="The longest wait before a retry."
+    )
     tick_seconds: float = Field(
         default=5.0, gt=0, description="How often each unfinished workflow is checked for timeouts."
     )

@@ -8,12 +8,14 @@ from inference_pod.engines.factory import Slot, SlotError, engine_name, plan_slo
 from inference_pod.engines.prosody import NEUTRAL, Prosody, prosody_for, vector_from_text
 from inference_pod.engines.segments import count_tokens, split_segments
 from inference_pod.outcomes import (
+    HANDED_BACK_HEADER,
     Action,
     CancelReason,
     Outcome,
     after_cancel,
     after_failure,
-    too_many_deliveries,
+    after_redelivery,
+    handed_back_count,
 )
 from inference_pod.settings import WorkerSettings
 from tts_api.errors import ErrorCode, TTSError
@@ -72,22 +74,42 @@ BAD_INPUT = TTSError(ErrorCode.INVALID_INPUT, "reference_audio: too short")
 
 
 @pytest.mark.parametrize(
-    ("error", "delivered", "action", "outcome", "delay"),
+    ("error", "retryable"),
     [
-        (BAD_INPUT, 1, Action.ACK, Outcome.FAILED, 0.0),  # the user's fault: never retried
-        (MEMORY, 1, Action.NAK, Outcome.RETRIED, 2.0),
-        (MEMORY, 2, Action.NAK, Outcome.RETRIED, 4.0),  # backoff doubles
-        (MEMORY, 3, Action.ACK, Outcome.FAILED, 0.0),  # the last delivery: fail for good
+        (BAD_INPUT, False),  # the user's fault: final at once
+        (MEMORY, True),  # transient: the operator decides whether another attempt runs
+        (TTSError(ErrorCode.MODEL_NOT_READY, "loading"), True),
+        (TTSError(ErrorCode.PROCESSING_ERROR, "boom"), True),
     ],
 )
-def test_after_a_failure(
-    error: TTSError, delivered: int, action: Action, outcome: Outcome, delay: float
+def test_a_failure_is_reported_once_and_acknowledged_never_retried_here(
+    error: TTSError, retryable: bool
 ) -> None:
-    decided = after_failure(error, delivered=delivered, max_deliveries=3, retry_delay=2.0)
-    assert (decided.action, decided.outcome, decided.delay) == (action, outcome, delay)
-    if action is Action.ACK:
-        assert decided.error is not None
-        assert decided.error.code is error.code
+    decided = after_failure(error)
+    assert (decided.action, decided.outcome, decided.retryable) == (Action.ACK, Outcome.FAILED, retryable)
+    assert decided.error is error  # the message as the engine said it: no "gave up" here
+
+
+def test_the_worker_has_no_way_to_nak_a_job() -> None:
+    """Only the operator retries: a worker acknowledges every ending, or hands the attempt back."""
+    assert set(Action) == {Action.ACK, Action.HAND_BACK}
+
+
+def test_a_redelivered_job_is_an_abandoned_attempt() -> None:
+    assert after_redelivery(attempt=2, delivered=1) is None  # the first delivery runs
+    decided = after_redelivery(attempt=2, delivered=2)
+    assert decided is not None
+    assert (decided.action, decided.outcome, decided.retryable) == (Action.ACK, Outcome.ABANDONED, True)
+    assert decided.error is not None
+    assert decided.error.code is ErrorCode.PROCESSING_ERROR
+    assert "the worker holding attempt 2 stopped without finishing it" in decided.error.message
+
+
+def test_hand_backs_are_counted_in_a_header() -> None:
+    assert handed_back_count(None) == 0
+    assert handed_back_count({"Nats-Msg-Id": "x"}) == 0
+    assert handed_back_count({HANDED_BACK_HEADER: "2"}) == 2
+    assert handed_back_count({HANDED_BACK_HEADER: "junk"}) == 0
 
 
 @pytest.mark.parametrize(
@@ -95,20 +117,14 @@ def test_after_a_failure(
     [
         (CancelReason.OPERATOR, Action.ACK, ErrorCode.PROCESSING_ERROR),
         (CancelReason.DEADLINE, Action.ACK, ErrorCode.TASK_TIMEOUT),
-        (CancelReason.SHUTDOWN, Action.NAK, None),  # handed back, reported by the next worker
+        (CancelReason.SHUTDOWN, Action.HAND_BACK, None),  # handed back, reported by the next worker
     ],
 )
 def test_after_a_cancel(reason: CancelReason, action: Action, code: ErrorCode | None) -> None:
     decided = after_cancel(reason, "why")
     assert decided.action is action
     assert (decided.error.code if decided.error else None) is code
-
-
-def test_a_job_delivered_too_often_is_failed_without_running() -> None:
-    assert too_many_deliveries(3, 3) is None
-    error = too_many_deliveries(4, 3)
-    assert error is not None
-    assert error.code is ErrorCode.PROCESSING_ERROR
+    assert decided.retryable is False  # a cancel or a passed deadline is never tried again
 
 
 def test_presets_parse_and_name_what_is_wrong() -> None:

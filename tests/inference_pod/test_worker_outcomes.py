@@ -1,4 +1,5 @@
-"""How each kind of ending is reported and acknowledged: cancels, retries, deadlines, unreadable jobs."""
+"""How each kind of ending is reported and acknowledged: cancels, failures, redeliveries, deadlines,
+unreadable jobs. The worker never retries: each failure is reported once and acknowledged."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from nats.js.api import AckPolicy, ConsumerConfig
+
 from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 from tests.inference_pod.conftest import Bus, WorkerStarter, speech_job
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.messages import CancelMessage, encode
-from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, WORKERS_CONSUMER, job_subject
+from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, job_subject
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import decode_entry, registry_key
 
@@ -75,31 +78,57 @@ async def test_a_cancel_that_arrives_before_its_job_drops_the_job(
     assert not bus.of(job.job_id, "started")
 
 
-async def test_a_transient_failure_is_redelivered_and_then_succeeds(
+async def test_a_transient_failure_is_reported_once_as_retryable_and_never_redelivered(
     bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy
 ) -> None:
+    """No nak, no backoff here: whether another attempt runs is the operator's decision."""
     engine = FailingEngine(failures=1)
     await start_worker(engine)
     job = speech_job("flaky", policy)
     await bus.publish(job)
-    await bus.completed(job.job_id)
-    assert engine.calls == 2
-    assert len(bus.of(job.job_id, "started")) == 2
-    assert not bus.of(job.job_id, "failed")  # a retry is silent; the next attempt reports
-
-
-async def test_a_transient_failure_is_retried_a_bounded_number_of_times(
-    bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy
-) -> None:
-    engine = FailingEngine(failures=100)
-    await start_worker(engine, max_deliveries=3)
-    job = speech_job("never", policy)
-    await bus.publish(job)
     failed = await bus.failed(job.job_id)
     assert failed.error.code is ErrorCode.INSUFFICIENT_MEMORY
-    assert "gave up after 3 attempts" in failed.error.message
-    assert failed.retryable is False
-    assert engine.calls == 3
+    assert failed.error.message == "CUDA out of memory"
+    assert (failed.retryable, failed.attempt) == (True, 1)
+    await asyncio.sleep(2.5)  # past the ack deadline: a redelivery would have started by now
+    assert engine.calls == 1
+    assert len(bus.of(job.job_id, "started")) == 1
+    assert [e.kind for e in bus.of(job.job_id) if e.kind in ("completed", "failed")] == ["failed"]
+    consumer = await bus.js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
+    assert consumer.num_redelivered == 0
+    assert await queue_is_empty(bus)
+
+
+async def test_a_job_redelivered_because_its_worker_died_is_reported_spent_not_run(
+    bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy
+) -> None:
+    """A holder that never acknowledges (it died): the next worker reports the attempt abandoned."""
+    job = speech_job("orphan", policy, attempt=2)
+    await bus.publish(job)
+    dying = await bus.js.pull_subscribe(
+        JOBS_SUBJECTS,
+        durable=WORKERS_CONSUMER,
+        stream=JOBS_STREAM,
+        config=ConsumerConfig(
+            durable_name=WORKERS_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=2.0,
+            max_ack_pending=-1,
+            max_deliver=-1,
+        ),
+    )
+    (held,) = await dying.fetch(1, timeout=5)  # taken, never acknowledged
+    assert held.metadata.num_delivered == 1
+    engine = FailingEngine(failures=0)
+    await start_worker(engine)
+
+    failed = await bus.failed(job.job_id, seconds=10)
+    assert failed.retryable is True
+    assert failed.attempt == 2
+    assert failed.error.code is ErrorCode.PROCESSING_ERROR
+    assert "the worker holding attempt 2 stopped without finishing it" in failed.error.message
+    assert engine.calls == 0
+    assert not bus.of(job.job_id, "started")
     await asyncio.sleep(0.5)
     assert await queue_is_empty(bus)
 

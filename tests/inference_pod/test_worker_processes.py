@@ -64,9 +64,11 @@ async def exited(process: subprocess.Popen[bytes], seconds: float) -> int:
     raise AssertionError(f"worker {process.pid} still running after {seconds} s")
 
 
-async def test_a_job_whose_worker_is_killed_completes_exactly_once_on_another(
+async def test_a_job_whose_worker_is_killed_is_redelivered_and_reported_once_as_a_spent_attempt(
     bus: Bus, spawn: Spawn, policy: ValidationPolicy, share: Path
 ) -> None:
+    """The next worker does not run the attempt again (that would be outside the operator's count):
+    it reports it once as a retryable failure, and the operator dispatches the next attempt."""
     first = spawn("pod-a", synthetic_delay_seconds="3")
     job = speech_job("killed", policy, text=FOUR_SEGMENTS, max_text_tokens_per_segment=20)
     await bus.publish(job)
@@ -75,13 +77,14 @@ async def test_a_job_whose_worker_is_killed_completes_exactly_once_on_another(
     await exited(first, 5)
     spawn("pod-b", synthetic_delay_seconds="0.5")
 
-    final = await bus.completed(job.job_id, seconds=30)
-    assert final.pod == "pod-b"
+    final = await bus.failed(job.job_id, seconds=30)
+    assert (final.pod, final.attempt, final.retryable) == ("pod-b", 1, True)
+    assert "the worker holding attempt 1 stopped without finishing it" in final.error.message
     await asyncio.sleep(1.0)  # nothing more arrives
-    assert [e.pod for e in bus.of(job.job_id, "started")] == ["pod-a", "pod-b"]
-    assert len(bus.of(job.job_id, "completed")) == 1
-    assert not bus.of(job.job_id, "failed")
-    assert (share / "out" / "killed.wav").is_file()
+    assert [e.pod for e in bus.of(job.job_id, "started")] == ["pod-a"]
+    assert len(bus.of(job.job_id, "failed")) == 1
+    assert not bus.of(job.job_id, "completed")
+    assert not (share / "out" / "killed.wav").exists()
     assert (await bus.js.stream_info(JOBS_STREAM)).state.messages == 0
 
 
@@ -115,7 +118,12 @@ async def test_sigterm_hands_the_job_back_when_the_grace_period_runs_out(
     assert not bus.of(job.job_id, "failed")
 
     spawn("pod-b", synthetic_delay_seconds="0.5")
-    assert (await bus.completed(job.job_id, seconds=20)).pod == "pod-b"
+    final = await bus.completed(job.job_id, seconds=20)
+    # The same attempt, not a spent one: the copy put back is a first delivery, run as any job.
+    assert (final.pod, final.attempt) == ("pod-b", 1)
+    assert [e.pod for e in bus.of(job.job_id, "started")] == ["pod-a", "pod-b"]
+    assert not bus.of(job.job_id, "failed")
+    assert (await bus.js.stream_info(JOBS_STREAM)).state.messages == 0
 
 
 async def test_a_process_with_two_slots_registers_both_and_turns_ready(bus: Bus, spawn: Spawn) -> None:

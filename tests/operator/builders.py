@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tts_api.constants import TaskName
@@ -17,6 +18,7 @@ from tts_api.messages import (
     WorkflowRef,
     make_job_id,
 )
+from tts_api.policy import ValidationPolicy
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 REF = WorkflowRef(uid="uid-1", name="hello", namespace="default")
@@ -25,6 +27,9 @@ SPEECH = TaskName.GENERATE_SPEECH
 HEALTH = TaskName.HEALTH_CHECK
 INFO = TaskName.GET_MODEL_INFO
 PRESETS = TaskName.LIST_VOICE_PRESETS
+
+# The operator's policy: it does not mount the shared volume, so paths are checked lexically.
+POLICY = ValidationPolicy(shared_dir=Path("/nonexistent/indextts-share"), shared_prefix="/share")
 
 
 def at(seconds: float) -> datetime:

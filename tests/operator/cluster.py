@@ -21,6 +21,7 @@ from kopf.testing import KopfRunner
 
 from kube_access.client import api_client
 from tts_api.constants import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
+from tts_api.policy import ValidationPolicy
 from tts_operator.handlers import register
 from tts_operator.settings import Settings
 
@@ -224,7 +225,8 @@ def operator_settings(cluster: Cluster, nats_url: str, **overrides: Any) -> Sett
 async def running_operator(settings: Settings) -> AsyncIterator[KopfRunner]:
     """The real kopf operator with the project's handlers, as ``kopf run --standalone`` runs it."""
     registry = kopf.OperatorRegistry()
-    register(registry, settings)
+    # The policy the operator's command reads from the environment (the tests clear TTS_* variables).
+    register(registry, settings, policy=ValidationPolicy())
     namespaces = settings.namespace_list()
     scope = [f"--namespace={ns}" for ns in namespaces] if namespaces else ["-A"]
     args = ["run", "--standalone", *scope]

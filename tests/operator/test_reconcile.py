@@ -16,6 +16,7 @@ import pytest
 from tests.operator.builders import (
     HEALTH,
     INFO,
+    POLICY,
     PRESETS,
     REF,
     SPEECH,
@@ -102,7 +103,7 @@ def run_story(story: Story) -> tuple[TTSWorkflowStatus, list[Decision]]:
     decisions = []
     for number, step in enumerate(story.steps, 1):
         workflow = Workflow(ref=REF, spec=story.spec, status=status, generation=1)
-        decision = reconcile(workflow, step.given, now=at(step.when), limits=story.limits)
+        decision = reconcile(workflow, step.given, now=at(step.when), limits=story.limits, policy=POLICY)
         decisions.append(decision)
         where = f"{story.name}, step {number} ({step.given!r:.80})"
         status = decision.status or status
@@ -260,6 +261,81 @@ STORIES = [
                 Phase.FAILED,
                 ["event Failed"],
                 ErrorCode.INSUFFICIENT_MEMORY,
+            ),
+        ],
+    ),
+    Story(
+        "a worker that died: the worker its job is redelivered to reports the attempt spent, once",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            # Redelivered after the ack deadline: reported as a retryable failure of attempt 1, not run.
+            Step(
+                ev(failed(retryable=True)),
+                31,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+            Step(ev(failed(retryable=True)), 31.5, Phase.QUEUED, ignored=True),  # the report again
+            Step(Tick(), 32, Phase.QUEUED, ignored=True),  # queued, in its backoff: no staleness
+            Step(ev(started(attempt=2)), 34, Phase.RUNNING, ["event Started"]),
+            Step(ev(completed(attempt=2)), 36, Phase.SUCCEEDED, ["event Succeeded"]),
+        ],
+    ),
+    Story(
+        "a stale heartbeat and the redelivery of the same attempt spend it once",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(
+                Tick(),
+                32,
+                Phase.QUEUED,
+                ["cancel speech/1", "event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+            Step(ev(failed(attempt=1, retryable=True)), 33, Phase.QUEUED, ignored=True),  # superseded
+            Step(ev(started(attempt=2)), 35, Phase.RUNNING, ["event Started"]),
+            Step(
+                ev(failed(attempt=2, retryable=True)),
+                36,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+        ],
+    ),
+    Story(
+        "a worker that died before 'started' spends the queued attempt",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(
+                ev(failed(retryable=True)),
+                31,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/2 +2s", "event Dispatched"],
+            ),
+        ],
+    ),
+    Story(
+        "a hand-back on shutdown spends nothing: the same attempt starts on another pod",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            # The leaving pod sends no event; the copy it put back is started by another pod.
+            Step(ev(started(attempt=1)), 20, Phase.RUNNING),
+            Step(ev(completed(attempt=1)), 25, Phase.SUCCEEDED, ["event Succeeded"]),
+        ],
+    ),
+    Story(
+        "a user-caused failure is final at once, with attempts left",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(
+                ev(failed(code=ErrorCode.INVALID_INPUT)),
+                2,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.INVALID_INPUT,
             ),
         ],
     ),
@@ -474,9 +550,52 @@ def test_timeout_after_attempts_says_what_happened() -> None:
     status, _ = run_story(next(s for s in STORIES if s.name.startswith("a silent worker")))
     assert status.error is not None
     assert "no heartbeat from pod pod-3" in status.error.message
-    assert "gave up after 3 attempt(s)" in status.error.message
+    assert "gave up after 3 attempts" in status.error.message
     assert status.stages[0].attempt == 3
     assert status.stages[0].state == StageState.FAILED
+
+
+def test_retryable_failures_are_retried_with_doubling_backoff_then_give_up() -> None:
+    status, decisions = run_story(next(s for s in STORIES if s.name.startswith("a retryable failure")))
+    delays = [a.delay_seconds for d in decisions for a in d.actions if isinstance(a, PublishJob)]
+    assert delays == [0, LIMITS.backoff(1), LIMITS.backoff(2)] == [0, 2, 4]
+    assert status.stages[0].attempt == LIMITS.max_attempts == 3
+    assert status.error is not None
+    assert status.error.message == "INSUFFICIENT_MEMORY in the test (gave up after 3 attempts)"
+
+
+def test_with_one_attempt_the_first_retryable_failure_gives_up() -> None:
+    once = Limits(max_attempts=1)
+    accepted = reconcile(
+        Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=once, policy=POLICY
+    )
+    assert accepted.status is not None
+    decision = reconcile(
+        Workflow(REF, spec(), accepted.status),
+        ev(failed(retryable=True)),
+        now=at(1),
+        limits=once,
+        policy=POLICY,
+    )
+    assert decision.status is not None
+    assert decision.status.phase == Phase.FAILED
+    assert decision.status.error is not None
+    assert decision.status.error.message.endswith("(gave up after 1 attempt)")
+
+
+@pytest.mark.parametrize(
+    ("story", "kind"),
+    [
+        ("a silent worker", "heartbeat"),
+        ("the overall timeout", "workflow"),
+        ("a queued job waits", "workflow"),
+        ("a retryable failure retries", None),
+        ("deleting a running workflow", None),
+    ],
+)
+def test_the_decision_says_which_limit_timed_the_workflow_out(story: str, kind: str | None) -> None:
+    _, decisions = run_story(next(s for s in STORIES if s.name.startswith(story)))
+    assert [d.timed_out for d in decisions if d.timed_out] == ([kind] if kind else [])
 
 
 def test_chain_keeps_each_stage_output_and_later_stages_are_cancelled_on_failure() -> None:
@@ -498,10 +617,15 @@ def test_progress_spans_the_whole_chain(stage_index: int, done: int, expected: i
     limits = LIMITS
     workflow_spec = spec(*chain)
     status = (
-        reconcile(Workflow(REF, workflow_spec, status), Created(), now=at(0), limits=limits).status or status
+        reconcile(
+            Workflow(REF, workflow_spec, status), Created(), now=at(0), limits=limits, policy=POLICY
+        ).status
+        or status
     )
     for task in chain[:stage_index]:
-        after = reconcile(Workflow(REF, workflow_spec, status), ev(completed(task)), now=at(1), limits=limits)
+        after = reconcile(
+            Workflow(REF, workflow_spec, status), ev(completed(task)), now=at(1), limits=limits, policy=POLICY
+        )
         assert after.status is not None
         status = after.status
     task = chain[stage_index]
@@ -510,6 +634,7 @@ def test_progress_spans_the_whole_chain(stage_index: int, done: int, expected: i
         ev(progressed(task, done=done, total=4)),
         now=at(2),
         limits=limits,
+        policy=POLICY,
     )
     assert decision.status is not None
     assert decision.status.progress == expected
@@ -525,7 +650,9 @@ def test_progress_never_goes_back_within_an_attempt() -> None:
             ],
         )
     )
-    decision = reconcile(Workflow(REF, spec(), status), ev(heartbeat(done=1)), now=at(2), limits=LIMITS)
+    decision = reconcile(
+        Workflow(REF, spec(), status), ev(heartbeat(done=1)), now=at(2), limits=LIMITS, policy=POLICY
+    )
     assert decision.status is not None
     assert decision.status.progress == 75
     assert decision.batchable
@@ -533,11 +660,13 @@ def test_progress_never_goes_back_within_an_attempt() -> None:
 
 def test_a_replayed_dispatch_is_the_same_message() -> None:
     """Created, a re-run Created and Resumed publish byte-identical jobs with one Nats-Msg-Id."""
-    first = reconcile(Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS)
+    first = reconcile(
+        Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS, policy=POLICY
+    )
     assert first.status is not None
     recorded = TTSWorkflowStatus.from_k8s(first.status.to_k8s())
     again = [
-        reconcile(Workflow(REF, spec(), recorded), given, now=at(50), limits=LIMITS)
+        reconcile(Workflow(REF, spec(), recorded), given, now=at(50), limits=LIMITS, policy=POLICY)
         for given in (Created(), Resumed())
     ]
     jobs = [next(a for a in d.actions if isinstance(a, PublishJob)).job for d in (first, *again)]
@@ -556,11 +685,15 @@ def test_heartbeats_are_batchable_and_transitions_are_not() -> None:
 
 
 def test_a_spec_edited_into_an_invalid_one_after_acceptance_fails_naming_the_field() -> None:
-    accepted = reconcile(Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS)
+    accepted = reconcile(
+        Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS, policy=POLICY
+    )
     assert accepted.status is not None
     edited = spec()
     edited["workflowConfig"]["indexttsConfig"]["emotionAlpha"] = 2
-    decision = reconcile(Workflow(REF, edited, accepted.status), Tick(), now=at(1), limits=LIMITS)
+    decision = reconcile(
+        Workflow(REF, edited, accepted.status), Tick(), now=at(1), limits=LIMITS, policy=POLICY
+    )
     assert decision.status is not None
     assert decision.status.phase == Phase.FAILED
     assert decision.status.error is not None

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from nats_support.jetstream import ensure_jetstream
-from tests.operator.builders import SPEECH, completed, failed, heartbeat, spec, started
+from tests.operator.builders import POLICY, SPEECH, completed, failed, heartbeat, spec, started
 from tests.operator.cluster import eventually
 from tests.operator.memory_store import MemoryStore
 from tests.operator.scenarios import duplicates_dropped
@@ -36,7 +36,7 @@ async def js(nats_url: str) -> AsyncIterator[tuple[NatsClient, JetStreamContext]
 
 
 def make_runner(store: MemoryStore, nc: NatsClient, context: JetStreamContext) -> Runner:
-    return Runner(store, nc, context, limits=Limits(), batch_seconds=BATCH)
+    return Runner(store, nc, context, limits=Limits(), policy=POLICY, batch_seconds=BATCH)
 
 
 class Acks:
@@ -149,7 +149,9 @@ async def test_ticks_wait_until_the_events_backlog_is_read(js: tuple[NatsClient,
     store = MemoryStore()
     workflow = store.add("hello", spec())
     clock = [datetime.fromisoformat("2026-01-01T00:00:00+00:00")]
-    runner = Runner(store, nc, context, limits=Limits(heartbeat_stale_seconds=30), clock=lambda: clock[0])
+    runner = Runner(
+        store, nc, context, limits=Limits(heartbeat_stale_seconds=30), policy=POLICY, clock=lambda: clock[0]
+    )
     await runner.handle(Created(), workflow=workflow)
     await runner.handle(as_event(started()), namespace="default", name="hello")
     clock[0] = clock[0].replace(minute=5)
@@ -198,7 +200,9 @@ async def test_a_retry_is_published_after_its_backoff_unless_superseded(
     nc, context = js
     store = MemoryStore()
     workflow = store.add("hello", spec())
-    runner = Runner(store, nc, context, limits=Limits(backoff_base_seconds=0.3), batch_seconds=BATCH)
+    runner = Runner(
+        store, nc, context, limits=Limits(backoff_base_seconds=0.3), policy=POLICY, batch_seconds=BATCH
+    )
     await runner.handle(Created(), workflow=workflow)
     oom = failed(code=ErrorCode.INSUFFICIENT_MEMORY, retryable=True)
     await runner.handle(as_event(oom), namespace="default", name="hello")
