@@ -1,5 +1,5 @@
-"""The optional API key (the seed: 基于 API Key（可选）): which key a request presents, and whether it
-matches, compared in constant time."""
+"""The optional API key (the IndexTTS service API (v1): 基于 API Key（可选）): which key a request
+presents, and whether it matches, compared in constant time."""
 
 from __future__ import annotations
 

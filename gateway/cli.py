@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tts_api.policy import ValidationPolicy
 
-HELP = "run the REST gateway (the seed's API on :8788) over the cluster's TTSWorkflows"
+HELP = "run the REST gateway (the workflow API on :8788) over the cluster's TTSWorkflows"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

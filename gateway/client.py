@@ -1,8 +1,9 @@
-"""A Python client for the gateway, with the seed's ``IndexTTSClient`` methods and a few more.
+"""A Python client for the gateway, with the ``IndexTTSClient`` methods of the IndexTTS service API
+(v1) and a few more.
 
-The seed's methods (``generate_speech``, ``get_workflow_status``) return the response body as a dict,
-error bodies included, exactly as the seed's client did. The additions (``submit``, ``wait``,
-``download_audio``) raise :class:`GatewayError` on an error body.
+Its methods (``generate_speech``, ``get_workflow_status``) return the response body as a dict,
+error bodies included, exactly as the workflow API's own client did. The additions (``submit``,
+``wait``, ``download_audio``) raise :class:`GatewayError` on an error body.
 
     client = IndexTTSClient("http://localhost:8788")
     result = client.generate_speech("Hello, this is a test.", "/share/workflows/output/test.wav")
@@ -19,11 +20,11 @@ import httpx
 
 from tts_api.constants import TaskName
 
-DEFAULT_VIDEO_PATH = "/app/videos/api_request.mp4"  # the seed's client sends this placeholder
+DEFAULT_VIDEO_PATH = "/app/videos/api_request.mp4"  # the workflow API's own client sends this placeholder
 
 
 class GatewayError(RuntimeError):
-    """An error body from the gateway: the seed's ``error_code`` and message."""
+    """An error body from the gateway: the workflow API's ``error_code`` and message."""
 
     def __init__(self, body: dict[str, Any], http_status: int) -> None:
         self.body = body
@@ -58,10 +59,10 @@ class IndexTTSClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- the seed's methods --------------------------------------------------------------------
+    # --- the workflow API's methods -------------------------------------------------------------
 
     def generate_speech(self, text: str, output_path: str, **kwargs: Any) -> dict[str, Any]:
-        """生成语音: synthesize and wait for the result (any seed field as a keyword)."""
+        """生成语音: synthesize and wait for the result (any field of the request as a keyword)."""
         config = {"text": text, "output_path": output_path, **kwargs}
         return self._post(_request_body([TaskName.GENERATE_SPEECH], config))
 

@@ -1,4 +1,4 @@
-"""The seed's monitoring answers: plain functions over workflow records and registry entries.
+"""The workflow API's monitoring answers: plain functions over workflow records and registry entries.
 
 ``heartbeat/all`` lists every active task with its worker and last heartbeat (from status);
 ``gpu-lock/health`` shows one lock per worker slot as it really is (from the worker registry, whose
@@ -97,7 +97,7 @@ def system_statistics(workflows: Iterable[TTSWorkflow]) -> SystemStatistics:
 
 # --- the GPU lock and worker statistics, from the worker registry ----------------------------------
 
-# The seed's health thresholds: below this success rate, or above this timeout rate, the lock
+# The workflow API's health thresholds: below this success rate, or above this timeout rate, the lock
 # system reports itself degraded.
 MIN_SUCCESS_RATE = 0.8
 MAX_TIMEOUT_RATE = 0.2
@@ -112,7 +112,7 @@ class GpuQuota(BaseModel):
 
 
 class GpuLock(BaseModel):
-    """One GPU slot: the seed's lock fields, plus who holds it."""
+    """One GPU slot: the workflow API's lock fields, plus who holds it."""
 
     lock_key: str
     locked: bool

@@ -1,4 +1,4 @@
-"""From a TTSWorkflow to the seed's response bodies: plain functions, no I/O."""
+"""From a TTSWorkflow to the workflow API's response bodies: plain functions, no I/O."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _failed_stage(workflow: TTSWorkflow) -> StageStatus | None:
 
 
 def error_response(workflow: TTSWorkflow) -> ErrorResponse:
-    """The seed's error body for a workflow that failed or was cancelled."""
+    """The workflow API's error body for a workflow that failed or was cancelled."""
     error = workflow.status.error
     if error is None:
         message = (

@@ -1,7 +1,7 @@
-"""The gateway's response bodies, in the seed's shapes (snake_case, field for field).
+"""The gateway's response bodies, in the workflow API's shapes (snake_case, field for field).
 
-Fields beyond the seed's are additive only (``error_code``, ``warnings``, ``audio_url``): a client
-written against the seed reads every field it knows where it expects it.
+Fields beyond those of the IndexTTS service API (v1) are additive only (``error_code``, ``warnings``,
+``audio_url``): a client written against it reads every field it knows where it expects it.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from tts_api.errors import ErrorCode
 from tts_api.results import GpuReport, ModelInfo, SpeechParameters, VoicePreset
 
 
-class SeedResponse(BaseModel):
+class WorkflowApiResponse(BaseModel):
     """Every answer to ``POST /v1/workflows`` names the workflow and the task that produced it."""
 
     workflow_id: str
     task_id: str | None = None
 
 
-class SpeechResponse(SeedResponse):
-    """``indextts.generate_speech`` succeeded (the seed's 响应示例)."""
+class SpeechResponse(WorkflowApiResponse):
+    """``indextts.generate_speech`` succeeded (the workflow API's 响应示例)."""
 
     status: Literal["success"] = "success"
     output_path: str
@@ -37,7 +37,7 @@ class SpeechResponse(SeedResponse):
     audio_url: str = Field(description="Where to download the WAV: GET this path on the gateway.")
 
 
-class HealthResponse(SeedResponse):
+class HealthResponse(WorkflowApiResponse):
     status: Literal["healthy", "degraded", "unhealthy"]
     service: str
     gpu: GpuReport
@@ -45,18 +45,18 @@ class HealthResponse(SeedResponse):
     gpu_lock: Literal["available", "busy"]
 
 
-class ModelInfoResponse(SeedResponse):
+class ModelInfoResponse(WorkflowApiResponse):
     status: Literal["success"] = "success"
     model_info: ModelInfo
 
 
-class VoicePresetsResponse(SeedResponse):
+class VoicePresetsResponse(WorkflowApiResponse):
     status: Literal["success"] = "success"
     presets: dict[str, VoicePreset]
     total_count: int
 
 
-class AcceptedResponse(SeedResponse):
+class AcceptedResponse(WorkflowApiResponse):
     """The answer to an asynchronous request: poll ``status_url``."""
 
     status: Literal["accepted"] = "accepted"
@@ -64,7 +64,7 @@ class AcceptedResponse(SeedResponse):
 
 
 class ErrorResponse(BaseModel):
-    """The seed's 错误响应, plus ``error_code`` (one of the seed's codes) and the field at fault."""
+    """The workflow API's 错误响应, plus ``error_code`` (one of its codes) and the field at fault."""
 
     status: Literal["error"] = "error"
     error: str
@@ -85,7 +85,7 @@ class StageView(BaseModel):
 
 
 class WorkflowStatusResponse(BaseModel):
-    """``GET /v1/workflows/status/{workflow_id}`` (the seed's 查询工作流状态)."""
+    """``GET /v1/workflows/status/{workflow_id}`` (the workflow API's 查询工作流状态)."""
 
     workflow_id: str
     status: str = Field(description="pending, queued, running, succeeded, failed or cancelled.")

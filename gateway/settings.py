@@ -12,7 +12,9 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TTS_GATEWAY_", extra="ignore")
 
     host: str = Field(default="0.0.0.0", description="Address to listen on.")  # noqa: S104 (a server)
-    port: int = Field(default=8788, ge=1, le=65535, description="Port to listen on (the seed's 8788).")
+    port: int = Field(
+        default=8788, ge=1, le=65535, description="Port to listen on (the workflow API's port)."
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description="When set, every endpoint but /healthz requires it in X-API-Key or "
