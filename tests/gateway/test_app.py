@@ -1,4 +1,4 @@
-"""The gateway's HTTP API: the seed's bodies and status codes, sync and async, errors, auth, audio."""
+"""The gateway's HTTP API: the workflow API's bodies and status codes, sync and async, errors, auth, audio."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def running(workflow: TTSWorkflow) -> TTSWorkflowStatus:
     )
 
 
-async def test_sync_request_answers_with_the_seeds_speech_body(
+async def test_sync_request_answers_with_the_workflow_api_speech_body(
     gateway: GatewayFactory, store: LocalWorkflowStore
 ) -> None:
     async with gateway() as client:

@@ -40,7 +40,7 @@ async def operator_store(nats_url: str, policy: ValidationPolicy) -> AsyncIterat
     await client.close()
 
 
-async def test_seed_client_generate_speech(base_url: str, operator_store: LocalWorkflowStore) -> None:
+async def test_workflow_api_client_generate_speech(base_url: str, operator_store: LocalWorkflowStore) -> None:
     operator = asyncio.create_task(settle(operator_store, succeeded))
     with IndexTTSClient(base_url) as client:
         result = await asyncio.to_thread(
@@ -60,7 +60,7 @@ async def test_seed_client_generate_speech(base_url: str, operator_store: LocalW
     assert status["status"] == "succeeded"
 
 
-async def test_seed_client_returns_error_bodies_like_the_seed(base_url: str) -> None:
+async def test_workflow_api_client_returns_error_bodies_like_the_workflow_api(base_url: str) -> None:
     with IndexTTSClient(base_url) as client:
         result = await asyncio.to_thread(client.generate_speech, "   ", "/share/a.wav")
     assert result["status"] == "error"

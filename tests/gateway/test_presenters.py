@@ -1,4 +1,4 @@
-"""From a TTSWorkflow's status to the seed's response bodies."""
+"""From a TTSWorkflow's status to the workflow API's response bodies."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from gateway.responses import (
     SpeechResponse,
     VoicePresetsResponse,
 )
-from tests.gateway.seed_shapes import SEED_HEALTH, SEED_MODEL_INFO, SEED_PRESETS, SEED_SPEECH
+from tests.gateway.reference_shapes import (
+    REFERENCE_HEALTH,
+    REFERENCE_MODEL_INFO,
+    REFERENCE_PRESETS,
+    REFERENCE_SPEECH,
+)
 from tts_api.constants import Phase, StageState, TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
 from tts_api.resource import ObjectMeta, StageStatus, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
@@ -24,15 +29,15 @@ T0 = datetime(2025, 10, 12, 10, 25, tzinfo=UTC)
 T1 = datetime(2025, 10, 12, 10, 30, tzinfo=UTC)
 SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
 
-# Each task's output as the seed's examples show it (ids aside: the gateway adds its own).
+# Each task's output as the reference's examples show it (ids aside: the gateway adds its own).
 SPEECH_OUTPUT: dict[str, Any] = {
-    k: v for k, v in SEED_SPEECH.items() if k not in ("status", "workflow_id", "task_id")
+    k: v for k, v in REFERENCE_SPEECH.items() if k not in ("status", "workflow_id", "task_id")
 }
 OUTPUTS: dict[TaskName, dict[str, Any]] = {
     TaskName.GENERATE_SPEECH: SPEECH_OUTPUT,
-    TaskName.HEALTH_CHECK: SEED_HEALTH,
-    TaskName.GET_MODEL_INFO: SEED_MODEL_INFO,
-    TaskName.LIST_VOICE_PRESETS: {**SEED_PRESETS, "total_count": len(SEED_PRESETS["presets"])},
+    TaskName.HEALTH_CHECK: REFERENCE_HEALTH,
+    TaskName.GET_MODEL_INFO: REFERENCE_MODEL_INFO,
+    TaskName.LIST_VOICE_PRESETS: {**REFERENCE_PRESETS, "total_count": len(REFERENCE_PRESETS["presets"])},
 }
 
 
@@ -62,7 +67,7 @@ def done(task: TaskName, attempt: int = 1) -> StageStatus:
     )
 
 
-def test_status_in_the_seeds_shape() -> None:
+def test_status_in_the_reference_shape() -> None:
     running = StageStatus(name=TaskName.GENERATE_SPEECH, state=StageState.RUNNING, attempt=1, started_at=T0)
     body = status_response(workflow(Phase.RUNNING, running)).model_dump(mode="json")
     assert body["workflow_id"] == "workflow_123456"
@@ -95,7 +100,7 @@ def test_running_workflow_has_no_result_yet() -> None:
         (TaskName.LIST_VOICE_PRESETS, VoicePresetsResponse),
     ],
 )
-def test_each_task_answers_in_its_seed_shape(task: TaskName, shape: type) -> None:
+def test_each_task_answers_in_its_reference_shape(task: TaskName, shape: type) -> None:
     response = result_response(workflow(Phase.SUCCEEDED, done(task, attempt=2)))
     assert isinstance(response, shape)
     assert response is not None
@@ -107,7 +112,7 @@ def test_each_task_answers_in_its_seed_shape(task: TaskName, shape: type) -> Non
             assert body[key] == value, key
 
 
-def test_speech_answer_has_the_seeds_fields_and_the_audio_link() -> None:
+def test_speech_answer_has_the_reference_fields_and_the_audio_link() -> None:
     response = result_response(workflow(Phase.SUCCEEDED, done(TaskName.GENERATE_SPEECH)))
     assert isinstance(response, SpeechResponse)
     body = response.model_dump(mode="json")
@@ -128,7 +133,7 @@ def test_chain_answers_with_its_last_task() -> None:
     assert isinstance(response, ModelInfoResponse)
 
 
-def test_failure_answers_with_the_seeds_error_body() -> None:
+def test_failure_answers_with_the_workflow_api_error_body() -> None:
     failed = StageStatus(
         name=TaskName.GENERATE_SPEECH,
         state=StageState.FAILED,

@@ -1,6 +1,7 @@
-"""The seed's example response bodies (../shared/seed), and a check that ours have their shape.
+"""The reference's shapes: the example response bodies the workflow API documents, and a check
+that ours have their shape.
 
-A body has the seed's shape when every key of the seed's example is present, recursively, with a
+A body has the reference's shape when every key of the reference's example is present, recursively, with a
 value of the same JSON type (any number for a number). Extra keys are allowed: the API adds fields,
 it never removes or retypes one.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-SEED_SPEECH: dict[str, Any] = {
+REFERENCE_SPEECH: dict[str, Any] = {
     "status": "success",
     "workflow_id": "workflow_123456",
     "task_id": "task_789012",
@@ -28,20 +29,20 @@ SEED_SPEECH: dict[str, Any] = {
         "max_text_tokens_per_segment": 120,
     },
 }
-SEED_ERROR: dict[str, Any] = {
+REFERENCE_ERROR: dict[str, Any] = {
     "status": "error",
     "error": "输入文本不能为空",
     "task_id": "task_789012",
     "workflow_id": "workflow_123456",
 }
-SEED_HEALTH: dict[str, Any] = {
+REFERENCE_HEALTH: dict[str, Any] = {
     "status": "healthy",
     "service": "indextts_service",
     "gpu": {"available": True, "count": 1, "name": "NVIDIA GeForce RTX 4090"},
     "model": "ready",
     "gpu_lock": "available",
 }
-SEED_MODEL_INFO: dict[str, Any] = {
+REFERENCE_MODEL_INFO: dict[str, Any] = {
     "status": "success",
     "model_info": {
         "model_type": "IndexTTS2",
@@ -58,7 +59,7 @@ SEED_MODEL_INFO: dict[str, Any] = {
         },
     },
 }
-SEED_PRESETS: dict[str, Any] = {
+REFERENCE_PRESETS: dict[str, Any] = {
     "status": "success",
     "presets": {
         "default": {
@@ -70,14 +71,14 @@ SEED_PRESETS: dict[str, Any] = {
     },
     "total_count": 3,
 }
-SEED_GPU_LOCK: dict[str, Any] = {
+REFERENCE_GPU_LOCK: dict[str, Any] = {
     "status": "healthy",
     "total_locks": 1,
     "active_locks": 0,
     "locks": [{"lock_key": "gpu_lock:0", "locked": False, "last_acquired": None, "expires_at": None}],
     "health_thresholds": {"min_success_rate": 0.8, "max_timeout_rate": 0.2},
 }
-SEED_HEARTBEATS: dict[str, Any] = {
+REFERENCE_HEARTBEATS: dict[str, Any] = {
     "total_tasks": 5,
     "active_tasks": 3,
     "tasks": [
@@ -90,7 +91,7 @@ SEED_HEARTBEATS: dict[str, Any] = {
         }
     ],
 }
-SEED_STATISTICS: dict[str, Any] = {
+REFERENCE_STATISTICS: dict[str, Any] = {
     "system": {
         "total_tasks": 100,
         "successful_tasks": 95,
@@ -101,7 +102,7 @@ SEED_STATISTICS: dict[str, Any] = {
     "gpu": {"utilization": 0.75, "memory_used": "6.2GB", "memory_total": "8.0GB"},
     "workers": {"total": 1, "active": 1, "idle": 0},
 }
-SEED_STATUS: dict[str, Any] = {
+REFERENCE_STATUS: dict[str, Any] = {
     "workflow_id": "workflow_123456",
     "status": "running",
     "current_stage": "indextts.generate_speech",
@@ -118,7 +119,7 @@ SEED_STATUS: dict[str, Any] = {
     "updated_at": "2025-10-12T10:30:00Z",
 }
 
-# Objects whose keys are names (the seed's examples name a few), not fields.
+# Objects whose keys are names (the reference's examples name a few), not fields.
 MAPS = frozenset({"presets"})
 
 
@@ -137,29 +138,29 @@ def _kind(value: Any) -> str:
 
 
 def shape_errors(
-    ours: Any, seed: Any, *, nullable: frozenset[str] = frozenset(), path: str = ""
+    ours: Any, reference: Any, *, nullable: frozenset[str] = frozenset(), path: str = ""
 ) -> list[str]:
-    """Where ``ours`` departs from the seed's ``seed`` example; ``nullable`` names paths that may be
+    """Where ``ours`` departs from the reference's ``reference`` example; ``nullable`` names paths that may be
     null (``stages[].output`` stands for every item's)."""
     here = path or "<body>"
-    if seed is None or (ours is None and re.sub(r"\[\d+\]", "[]", path) in nullable):
+    if reference is None or (ours is None and re.sub(r"\[\d+\]", "[]", path) in nullable):
         return []
-    if _kind(ours) != _kind(seed):
-        return [f"{here}: {_kind(ours)} where the seed has {_kind(seed)}"]
+    if _kind(ours) != _kind(reference):
+        return [f"{here}: {_kind(ours)} where the reference has {_kind(reference)}"]
     errors: list[str] = []
-    if isinstance(seed, dict):
+    if isinstance(reference, dict):
         if path.rsplit(".", 1)[-1] in MAPS:
-            sample = next(iter(seed.values()))
+            sample = next(iter(reference.values()))
             for name, value in ours.items():
                 errors += shape_errors(value, sample, nullable=nullable, path=f"{path}.{name}")
             return errors
-        for key, value in seed.items():
+        for key, value in reference.items():
             child = f"{path}.{key}" if path else key
             if key not in ours:
                 errors.append(f"{child}: missing")
             else:
                 errors += shape_errors(ours[key], value, nullable=nullable, path=child)
-    elif isinstance(seed, list) and seed:
+    elif isinstance(reference, list) and reference:
         for index, item in enumerate(ours):
-            errors += shape_errors(item, seed[0], nullable=nullable, path=f"{path}[{index}]")
+            errors += shape_errors(item, reference[0], nullable=nullable, path=f"{path}[{index}]")
     return errors
