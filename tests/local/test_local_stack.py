@@ -1,4 +1,4 @@
-"""The whole stack on one machine, as `make dev` runs it: the seed's examples give real speech.
+"""The whole stack on one machine, as `make dev` runs it: the workflow API's examples give real speech.
 
 Real parts throughout: the `indextts-k8s local` command, its embedded nats-server, the espeak
 worker, the operator's runner, the gateway on HTTP.
@@ -16,12 +16,12 @@ import httpx
 import pytest
 import soundfile
 
-from tests.gateway.seed_shapes import (
-    SEED_GPU_LOCK,
-    SEED_HEALTH,
-    SEED_MODEL_INFO,
-    SEED_PRESETS,
-    SEED_SPEECH,
+from tests.gateway.reference_shapes import (
+    REFERENCE_GPU_LOCK,
+    REFERENCE_HEALTH,
+    REFERENCE_MODEL_INFO,
+    REFERENCE_PRESETS,
+    REFERENCE_SPEECH,
     shape_errors,
 )
 from tests.local.stack import Stack, running_stack, start_stack
@@ -65,7 +65,7 @@ def assert_real_wav(stack: Stack, body: dict[str, Any]) -> None:
     assert body["duration"] > 0.5  # a sentence of speech, not an empty file
 
 
-def test_seed_example_1_basic_speech(stack: Stack) -> None:
+def test_documented_example_1_basic_speech(stack: Stack) -> None:
     with stack.client() as client:
         response = client.post(
             "/v1/workflows",
@@ -73,13 +73,13 @@ def test_seed_example_1_basic_speech(stack: Stack) -> None:
         )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert shape_errors(body, SEED_SPEECH, nullable=OPTIONAL_PARAMETERS) == []
+    assert shape_errors(body, REFERENCE_SPEECH, nullable=OPTIONAL_PARAMETERS) == []
     assert body["text_length"] == len("你好，这是IndexTTS2生成的语音。")
     assert body["model_info"]["model_type"] == "espeak-ng"
     assert_real_wav(stack, body)
 
 
-def test_seed_example_2_voice_cloning_speaks_and_warns(stack: Stack) -> None:
+def test_documented_example_2_voice_cloning_speaks_and_warns(stack: Stack) -> None:
     with stack.client() as client:
         made = client.post("/v1/workflows", json=speech("参考", "/share/reference/source.wav")).json()
         reference = stack.share / "reference" / "target_voice.wav"
@@ -100,7 +100,7 @@ def test_seed_example_2_voice_cloning_speaks_and_warns(stack: Stack) -> None:
     assert_real_wav(stack, body)
 
 
-def test_seed_example_3_emotion_and_example_4_status(stack: Stack) -> None:
+def test_documented_example_3_emotion_and_example_4_status(stack: Stack) -> None:
     vector = [0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0]
     with stack.client() as client:
         response = client.post(
@@ -120,30 +120,30 @@ def test_seed_example_3_emotion_and_example_4_status(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "seed", "check"),
+    ("name", "reference", "check"),
     [
         (
             "indextts.health_check",
-            SEED_HEALTH,
+            REFERENCE_HEALTH,
             lambda b: (b["status"], b["model"], b["gpu"]["available"]) == ("healthy", "ready", False),
         ),
         (
             "indextts.get_model_info",
-            SEED_MODEL_INFO,
+            REFERENCE_MODEL_INFO,
             lambda b: b["model_info"]["capabilities"]["voice_cloning"] is False,
         ),
         (
             "indextts.list_voice_presets",
-            SEED_PRESETS,
+            REFERENCE_PRESETS,
             lambda b: (b["total_count"], b["presets"]["default"]["gender"]) == (1, "female"),
         ),
     ],
 )
-def test_the_other_three_tasks(name: str, seed: dict[str, Any], check: Any, stack: Stack) -> None:
+def test_the_other_three_tasks(name: str, reference: dict[str, Any], check: Any, stack: Stack) -> None:
     with stack.client() as client:
         response = client.post("/v1/workflows", json=task(name))
     assert response.status_code == 200, response.text
-    assert shape_errors(response.json(), seed, nullable=frozenset({"gpu.name"})) == []  # no GPU here
+    assert shape_errors(response.json(), reference, nullable=frozenset({"gpu.name"})) == []  # no GPU here
     assert check(response.json())
 
 
@@ -250,7 +250,7 @@ def test_monitoring_shows_the_job_holding_the_gpu_slot(slow_stack: Stack) -> Non
         heartbeats = client.get("/api/v1/monitoring/heartbeat/all").json()
         stats = client.get("/api/v1/monitoring/statistics").json()
         done = _wait_finished(client, accepted["workflow_id"])
-    assert shape_errors(lock, SEED_GPU_LOCK) == []
+    assert shape_errors(lock, REFERENCE_GPU_LOCK) == []
     assert (lock["total_locks"], lock["active_locks"]) == (1, 1)
     assert lock["locks"][0]["workflow_id"] == accepted["workflow_id"]
     assert lock["locks"][0]["locked"] is True
