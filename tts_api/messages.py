@@ -121,7 +121,7 @@ class ProgressEvent(WorkerEventBase):
 
 class CompletedEvent(WorkerEventBase):
     kind: Literal["completed"] = "completed"
-    output: dict[str, Any] = Field(description="The task's result, in the seed's shape (tts_api.results).")
+    output: dict[str, Any] = Field(description="The task's result, in the API's shape (tts_api.results).")
 
 
 class FailedEvent(WorkerEventBase):

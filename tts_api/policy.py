@@ -39,7 +39,7 @@ class ValidationPolicy(BaseSettings):
     )
     shared_prefix: str = Field(
         default=DEFAULT_SHARED_PREFIX,
-        description="How API paths name the shared volume (the seed uses /share).",
+        description="How API paths name the shared volume (the workflow API uses /share).",
     )
     max_text_length: int = Field(
         default=DEFAULT_MAX_TEXT_LENGTH,

@@ -22,6 +22,7 @@ from tests.chart.helm import (
 )
 from tests.chart.test_render import EVERYTHING
 from tts_api.policy import ValidationPolicy
+from tts_operator.reconcile import Limits
 from tts_operator.settings import Settings as OperatorSettings
 
 
@@ -255,6 +256,29 @@ def test_every_variable_the_chart_sets_is_a_setting_of_that_process(
             assert variable in known_variables(SETTINGS[role]) | OTHER_VARIABLES, f"{role}: {variable}"
 
 
+def test_the_charts_operator_limits_are_the_cores_defaults(
+    helm: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``reconcile.Limits`` is the one definition of the limits' defaults; the chart's values repeat
+    them for its readers, and this holds them equal: the operator, given the chart's environment,
+    decides under exactly the default limits."""
+    env = env_of(container_of(helm.template(), "operator"))
+    limit_variables = {
+        f"TTS_OPERATOR_{name.upper()}"
+        for name in OperatorSettings.model_fields
+        if name in Limits.__dataclass_fields__
+    }
+    assert {
+        "TTS_OPERATOR_DEFAULT_TIMEOUT_SECONDS",
+        "TTS_OPERATOR_DEFAULT_TTL_SECONDS",
+        "TTS_OPERATOR_HEARTBEAT_STALE_SECONDS",
+        "TTS_OPERATOR_MAX_ATTEMPTS",
+    } <= set(env) & limit_variables
+    for variable in limit_variables & set(env):
+        monkeypatch.setenv(variable, str(env[variable]))
+    assert OperatorSettings().limits() == Limits()
+
+
 @pytest.mark.parametrize(
     ("probe", "ready", "status"),
     [
@@ -292,7 +316,7 @@ def test_each_container_runs_a_subcommand_of_indextts_k8s(helm: Helm, name: str)
 
 
 def test_the_default_voice_reaches_the_worker(helm: Helm) -> None:
-    """IndexTTS2 needs a voice for requests that name none (the seed's basic example)."""
+    """IndexTTS2 needs a voice for requests that name none (the workflow API's basic example)."""
     assert "TTS_WORKER_DEFAULT_VOICE" not in env_of(container_of(helm.template(), "inference"))
     docs = helm.template(set_values=["inference.defaultVoice=/models/voices/default.wav"])
     assert env_of(container_of(docs, "inference"))["TTS_WORKER_DEFAULT_VOICE"] == "/models/voices/default.wav"

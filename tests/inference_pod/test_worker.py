@@ -106,7 +106,7 @@ async def test_two_workers_take_six_jobs_one_at_a_time_each(
             assert start >= end, f"a worker held two jobs at once: {intervals}"
 
 
-async def test_the_three_information_tasks_answer_in_the_seeds_shapes(
+async def test_the_three_information_tasks_answer_in_the_workflow_apis_shapes(
     bus: Bus, start_worker: WorkerStarter, share: Path
 ) -> None:
     from voice_library.presets import parse_presets

@@ -43,7 +43,7 @@ POD = "stub-pod-0"
 
 
 def output_for(job: JobMessage) -> dict[str, object]:
-    """A result in the seed's shape for the job's task."""
+    """A result in the workflow API's shape for the job's task."""
     if job.task == TaskName.GENERATE_SPEECH:
         path = job.config.output_path if job.config and job.config.output_path else "/share/out.wav"
         return {
