@@ -2,7 +2,7 @@
 
 One process runs an embedded nats-server, an inference worker (espeak by default, IndexTTS2 when a
 checkpoint is given), the operator's runner over a NATS KV record store, and the gateway on :8788.
-The seed's ``/share/...`` paths map to a local folder. Ctrl-C stops everything in order: the gateway
+The workflow API's ``/share/...`` paths map to a local folder. Ctrl-C stops everything in order: the gateway
 stops taking requests, the worker finishes its job in hand, then the operator and NATS stop.
 """
 
@@ -25,7 +25,7 @@ log = logging.getLogger("indextts.local")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=8788, help="gateway port (default %(default)s, the seed's)"
+        "--port", type=int, default=8788, help="gateway port (default %(default)s, the workflow API's)"
     )
     parser.add_argument(
         "--data-dir",

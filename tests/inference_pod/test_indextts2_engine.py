@@ -93,7 +93,7 @@ def test_the_engine_loads_the_checkpoint_and_reports_it(
     assert list((checkpoint.model_dir.parent / "nemo_cache").glob("*.far"))  # zh grammars compiled there
 
 
-def test_every_seed_field_reaches_infer(engine: IndexTTS2Engine, voices: dict[str, Path]) -> None:
+def test_every_request_field_reaches_infer(engine: IndexTTS2Engine, voices: dict[str, Path]) -> None:
     request = SynthesisRequest(
         text=TEXT,
         reference_audio=voices["a"],
@@ -196,7 +196,7 @@ def test_bad_references_fail_with_invalid_input(
     assert words in caught.value.message
 
 
-def test_loading_failures_have_the_seeds_codes(tmp_path: Path, checkpoint: Checkpoint) -> None:
+def test_loading_failures_have_the_api_error_codes(tmp_path: Path, checkpoint: Checkpoint) -> None:
     missing = IndexTTS2Engine(tmp_path / "nothing-mounted")
     with pytest.raises(TTSError) as caught:
         missing.load()
@@ -224,7 +224,7 @@ class OutOfMemoryError(RuntimeError):
         (ValueError("shapes do not match"), ErrorCode.PROCESSING_ERROR),
     ],
 )
-def test_failures_map_to_the_seeds_codes(exc: Exception, code: ErrorCode) -> None:
+def test_failures_map_to_the_api_error_codes(exc: Exception, code: ErrorCode) -> None:
     error = classify_failure(exc)
     assert error.code is code
     if code is ErrorCode.PROCESSING_ERROR:
