@@ -700,3 +700,10 @@ def test_a_spec_edited_into_an_invalid_one_after_acceptance_fails_naming_the_fie
     assert decision.status.error.code == ErrorCode.INVALID_INPUT
     assert decision.status.error.message.startswith("spec.workflowConfig.indexttsConfig.emotionAlpha")
     assert [short(a) for a in decision.actions] == ["cancel speech/1", "event Failed"]
+
+
+def test_the_operators_settings_default_to_the_limits() -> None:
+    """``Limits`` is the one definition of the defaults; the settings read theirs from it."""
+    from tts_operator.settings import Settings
+
+    assert Settings().limits() == Limits()
