@@ -257,7 +257,7 @@ class Worker:
     async def _handle(self, message: Msg) -> None:
         delivered = message.metadata.num_delivered
         try:
-            command = decode_command(message.data)
+            command = decode_command(message.data, self.policy)
             if not isinstance(command, JobMessage):
                 raise MessageError("a cancel was sent as a job; cancels go to " + CANCEL_SUBJECT)
             job = self._revalidated(command)
@@ -509,7 +509,7 @@ class Worker:
 
     async def _on_cancel(self, message: Msg) -> None:
         try:
-            command = decode_command(message.data)
+            command = decode_command(message.data, self.policy)
         except MessageError as exc:
             log.warning("ignoring an unreadable cancel: %s", exc)
             return

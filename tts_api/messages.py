@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorInfo
+from tts_api.policy import ValidationPolicy
 from tts_api.request import IndexTTSConfig
 
 MESSAGE_VERSION = 1
@@ -146,7 +147,7 @@ def encode(message: Message) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
 
 
-def _decode(adapter: TypeAdapter[Any], data: bytes | str) -> Any:
+def _decode(adapter: TypeAdapter[Any], data: bytes | str, context: dict[str, Any] | None = None) -> Any:
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -160,7 +161,7 @@ def _decode(adapter: TypeAdapter[Any], data: bytes | str) -> Any:
             f"{MESSAGE_VERSION}); run the same release of the operator and the inference pods"
         )
     try:
-        return adapter.validate_python(raw)
+        return adapter.validate_python(raw, context=context)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "message"
@@ -173,7 +174,9 @@ def decode_event(data: bytes | str) -> WorkerEvent:
     return event
 
 
-def decode_command(data: bytes | str) -> JobMessage | CancelMessage:
-    """Read a job or a cancel; raise :class:`MessageError` when it cannot be read."""
-    command: JobMessage | CancelMessage = _decode(_COMMAND, data)
+def decode_command(data: bytes | str, policy: ValidationPolicy | None = None) -> JobMessage | CancelMessage:
+    """Read a job or a cancel, its request checked under ``policy`` (the receiver's); raise
+    :class:`MessageError` when it cannot be read."""
+    context = {"policy": policy} if policy is not None else None
+    command: JobMessage | CancelMessage = _decode(_COMMAND, data, context)
     return command

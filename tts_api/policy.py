@@ -88,8 +88,8 @@ def policy_from_env() -> ValidationPolicy:
 def policy_from_context(context: Any) -> ValidationPolicy:
     """The policy passed as validation context, or the one from the environment.
 
-    The fallback serves only a model validated without context: a job decoded off the queue
-    (:func:`tts_api.messages.decode_command`), which its receiver validates again with its own policy.
+    The fallback serves only a model validated without a policy (a test, a script): every component
+    passes its own, read once at its start.
     """
     given = context.get("policy") if isinstance(context, dict) else None
     if isinstance(given, ValidationPolicy):

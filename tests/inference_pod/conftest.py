@@ -41,7 +41,6 @@ FAST = {
     "heartbeat_seconds": 0.3,
     "ack_wait_seconds": 2.0,
     "fetch_timeout_seconds": 0.2,
-    "retry_delay_seconds": 0.1,
     "shutdown_grace_seconds": 5.0,
     "http_port": 0,
 }
