@@ -26,8 +26,8 @@ from tts_api.validation import read_workflow
 log = logging.getLogger(__name__)
 
 GPU_QUOTA_KEY = "requests.nvidia.com/gpu"
-# A synchronous request polls its workflow, first often (fast tasks), then at most this often.
-MAX_POLL_SECONDS = 1.0
+# After a failed watch, the workflow is read again this long after.
+RETRY_SECONDS = 1.0
 
 
 class WorkflowExistsError(Exception):
@@ -75,15 +75,36 @@ class KubernetesBackend:
     async def wait(
         self, name: str, predicate: Callable[[TTSWorkflow], bool], wait_seconds: float
     ) -> TTSWorkflow | None:
-        """Poll the workflow (every 50 ms at first, backing off to 1 s) until ``predicate`` holds."""
+        """The workflow once ``predicate`` holds, or as it is when ``wait_seconds`` run out; None when
+        it is gone. Reads it, then watches it from that version; should a watch fail (an API server
+        that lost the version, a dropped connection), reads it again after a pause."""
         deadline = time.monotonic() + wait_seconds
-        pause = 0.05
         while True:
-            workflow = await self.get(name)
-            if workflow is None or predicate(workflow) or time.monotonic() >= deadline:
+            body = await self._workflows.get(self._namespace, name)
+            if body is None:
+                return None
+            workflow = self._read(body)
+            left = deadline - time.monotonic()
+            if predicate(workflow) or left <= 0:
                 return workflow
-            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(MAX_POLL_SECONDS, pause * 1.5)
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            watched_at = time.monotonic()
+            try:
+                async for kind, changed in self._workflows.watch(
+                    self._namespace, name, resource_version=version, timeout_seconds=left
+                ):
+                    if kind == "DELETED":
+                        return None
+                    workflow = self._read(changed)
+                    if predicate(workflow):
+                        return workflow
+                    if time.monotonic() >= deadline:
+                        return workflow
+            except Exception as exc:
+                log.info("watching workflow %s failed (%s); reading it again", name, exc)
+            # A watch that failed, or that the server ended at once, is not retried in a tight loop.
+            if time.monotonic() - watched_at < RETRY_SECONDS:
+                await asyncio.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
 
     async def gpu_quota(self) -> GpuQuota | None:
         """The namespace's quota on ``requests.nvidia.com/gpu``, if one is set."""

@@ -1,10 +1,13 @@
-"""TTSWorkflow objects: read, list, create, patch the status of, delete."""
+"""TTSWorkflow objects: read, list, watch, create, patch the status of, delete."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from kube_access.client import NotFoundError, call
 from tts_api.constants import API_GROUP, API_VERSION, PLURAL
@@ -79,3 +82,67 @@ class Workflows:
         except NotFoundError:
             return False
         return True
+
+    async def watch(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None,
+        timeout_seconds: float,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The changes of one workflow after ``resource_version``, as (``ADDED``/``MODIFIED``/
+        ``DELETED``, body), until the server ends the watch (at most ``timeout_seconds``) or the
+        caller stops reading. Without a version, the first event is the object as it is."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException | None] = asyncio.Queue()
+        watcher = watch.Watch()  # type: ignore[no-untyped-call]
+        stopped = threading.Event()
+        options: dict[str, Any] = {
+            "field_selector": f"metadata.name={name}",
+            "timeout_seconds": max(1, round(timeout_seconds)),
+            # The client gives up too, should the server never end the stream.
+            "_request_timeout": timeout_seconds + 10,
+        }
+        if resource_version:
+            options["resource_version"] = resource_version
+
+        def stream() -> None:
+            try:
+                for event in watcher.stream(  # type: ignore[no-untyped-call]
+                    self._custom.list_namespaced_custom_object,
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    PLURAL,
+                    **options,
+                ):
+                    if stopped.is_set():
+                        break
+                    loop.call_soon_threadsafe(events.put_nowait, (event["type"], event["object"]))
+                loop.call_soon_threadsafe(events.put_nowait, None)
+            except BaseException as exc:  # handed to the reader
+                if not stopped.is_set():
+                    loop.call_soon_threadsafe(events.put_nowait, exc)
+
+        # A thread of its own: a watch blocks for as long as it lasts, and the event loop's shared
+        # pool would run dry with one per waiting client.
+        threading.Thread(target=stream, name=f"watch-{name}", daemon=True).start()
+        ends_at = loop.time() + timeout_seconds
+        try:
+            while True:
+                try:  # the server may not honour the watch's timeout (an emulator): the reader does
+                    item = await asyncio.wait_for(events.get(), max(0.0, ends_at - loop.time()))
+                except TimeoutError:
+                    return
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                kind, body = item
+                # An API server that ignores the field selector (an emulator) sends the others too.
+                if isinstance(body, dict) and (body.get("metadata") or {}).get("name") == name:
+                    yield kind, body
+        finally:
+            stopped.set()
+            watcher.stop()  # type: ignore[no-untyped-call]
