@@ -1,0 +1,66 @@
+"""A real Kubernetes API server for the session (skipped when no binaries can be found), the
+TTSWorkflow CRD on it, and the chart's RBAC applied to it as rendered."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import utils
+
+from tests.chart.helm import NAMESPACE, Helm, by_kind, fetch_helm
+from tests.kube.apiserver import (
+    REPO,
+    AssetsNotFoundError,
+    RealApiServer,
+    User,
+    find_assets,
+    real_api_server,
+)
+
+CRD_FILE = REPO / "crds" / "ttsworkflows.tts.indextts.io.yaml"
+# A static-token user that no RBAC rule names: every request it makes beyond discovery is forbidden.
+NOBODY = "nobody"
+SESSION_USERS = (User(NOBODY),)
+RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+@pytest.fixture(scope="session")
+def kube_api() -> Iterator[RealApiServer]:
+    """etcd and kube-apiserver for the whole session, ``admin`` and ``nobody`` as token users."""
+    try:
+        assets = find_assets()
+    except AssetsNotFoundError as exc:
+        pytest.skip(f"no real Kubernetes API server: {exc}")
+    with real_api_server(SESSION_USERS, assets=assets) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kube_crd(kube_api: RealApiServer) -> dict[str, Any]:
+    """The project's TTSWorkflow CRD, installed and Established (as the server answers it)."""
+    return kube_api.install_crd(yaml.safe_load(CRD_FILE.read_text()))
+
+
+@pytest.fixture
+def kube_namespace(kube_api: RealApiServer) -> str:
+    """A fresh namespace for one test (never deleted: no namespace controller runs to finish that)."""
+    name = f"t-{secrets.token_hex(4)}"
+    kube_api.ensure_namespace(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def chart_rbac(kube_api: RealApiServer, kube_crd: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart's ServiceAccounts, Roles, ClusterRoles and bindings (default values), created on the
+    server unchanged in the release namespace; tokens of those ServiceAccounts act as the components."""
+    docs = Helm(fetch_helm()).template()
+    rbac = [doc for kind in RBAC_KINDS for doc in by_kind(docs, kind)]
+    kube_api.ensure_namespace(NAMESPACE)
+    with kube_api.api_client() as api:
+        for doc in rbac:
+            utils.create_from_dict(api, doc, namespace=NAMESPACE)  # type: ignore[no-untyped-call]
+    return rbac

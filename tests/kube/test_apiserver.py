@@ -1,0 +1,260 @@
+"""The TTSWorkflow CRD and the chart's RBAC on a real Kubernetes API server (kube-apiserver + etcd)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from kube_access.workflows import MERGE_PATCH, Workflows
+from tests.chart.helm import NAMESPACE, component
+from tests.kube.apiserver import (
+    CEL_RULES_SINCE,
+    RealApiServer,
+    crd_for_server,
+    service_account_username,
+    without_cel_rules,
+)
+from tests.kube.conftest import NOBODY
+from tts_api.constants import API_GROUP, API_GROUP_VERSION, API_VERSION, CRD_NAME, KIND, PLURAL
+
+GATEWAY = component("gateway")
+OPERATOR = component("operator")
+
+
+def health_check(name: str) -> dict[str, Any]:
+    """The smallest valid TTSWorkflow (examples/health-check.yaml)."""
+    return {
+        "apiVersion": API_GROUP_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {"workflowConfig": {"workflowChain": ["indextts.health_check"]}},
+    }
+
+
+def status_of(exc_info: pytest.ExceptionInfo[ApiException]) -> int:
+    status: int = exc_info.value.status
+    return status
+
+
+def message_of(exc_info: pytest.ExceptionInfo[ApiException]) -> str:
+    """The message of the Status object the server answered with."""
+    message: str = json.loads(exc_info.value.body or "{}").get("message", "")
+    return message
+
+
+def custom_objects(api: client.ApiClient) -> Any:
+    """CustomObjectsApi, typed loosely (its generated signatures return ``object``)."""
+    return client.CustomObjectsApi(api)
+
+
+# --- no server needed -----------------------------------------------------------------------------
+
+
+def test_cel_rules_are_stripped_at_every_depth_and_only_for_an_older_server() -> None:
+    crd = {
+        "spec": {
+            "x-kubernetes-validations": [{"rule": "true"}],
+            "versions": [
+                {"schema": {"properties": {"a": {"x-kubernetes-validations": [], "type": "string"}}}}
+            ],
+        }
+    }
+    stripped = without_cel_rules(crd)
+    assert stripped == {"spec": {"versions": [{"schema": {"properties": {"a": {"type": "string"}}}}]}}
+    assert "x-kubernetes-validations" in crd["spec"], "the input is left as it was"
+    assert crd_for_server(crd, (1, 20)) == stripped
+    assert crd_for_server(crd, CEL_RULES_SINCE) == crd
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+
+def test_the_server_answers_with_its_version_over_verified_tls(kube_api: RealApiServer) -> None:
+    context = ssl.create_default_context(cafile=str(kube_api.ca_file))
+    request = urllib.request.Request(  # noqa: S310 (https, the test server)
+        f"{kube_api.url}/version", headers={"Authorization": f"Bearer {kube_api.admin_token}"}
+    )
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:  # noqa: S310
+        version = json.load(answer)
+    assert (int(version["major"]), int(version["minor"].rstrip("+"))) == kube_api.version
+    assert version["gitVersion"].startswith(f"v{kube_api.version[0]}.{kube_api.version[1]}.")
+    assert kube_api.started_in < 60
+
+
+def test_the_crd_is_established_with_its_names_and_status_subresource(kube_crd: dict[str, Any]) -> None:
+    conditions = {c["type"]: c["status"] for c in kube_crd["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    assert conditions["NamesAccepted"] == "True"
+    assert kube_crd["metadata"]["name"] == CRD_NAME
+    assert kube_crd["status"]["acceptedNames"]["shortNames"] == ["ttswf"]
+    (version,) = kube_crd["spec"]["versions"]
+    assert version["name"] == API_VERSION
+    assert version["subresources"] == {"status": {}}
+
+
+async def test_a_created_workflow_gets_uid_resource_version_and_generation_one(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], kube_namespace: str
+) -> None:
+    with kube_api.api_client() as api:
+        created = await Workflows(api).create(kube_namespace, health_check("first"))
+        meta = created["metadata"]
+        assert meta["uid"]
+        assert meta["resourceVersion"]
+        assert meta["generation"] == 1
+        assert meta["creationTimestamp"]
+        assert meta["namespace"] == kube_namespace
+        listed = await Workflows(api).list(kube_namespace)
+        assert [item["metadata"]["uid"] for item in listed] == [meta["uid"]]
+
+
+async def test_status_patches_keep_the_generation_and_spec_patches_bump_it(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], kube_namespace: str
+) -> None:
+    with kube_api.api_client() as api:
+        workflows = Workflows(api)
+        created = await workflows.create(kube_namespace, health_check("patched"))
+
+        await workflows.patch_status(kube_namespace, "patched", {"phase": "Running", "progress": 10})
+        after_status = await workflows.get(kube_namespace, "patched")
+        assert after_status is not None
+        assert after_status["status"]["phase"] == "Running"
+        assert after_status["metadata"]["generation"] == 1
+        assert after_status["metadata"]["resourceVersion"] != created["metadata"]["resourceVersion"]
+
+        # Through the main resource a status change is ignored and a spec change bumps the generation.
+        custom_objects(api).patch_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            kube_namespace,
+            PLURAL,
+            "patched",
+            {"spec": {"timeoutSeconds": 120}, "status": {"phase": "Failed"}},
+            _content_type=MERGE_PATCH,
+        )
+        after_spec = await workflows.get(kube_namespace, "patched")
+        assert after_spec is not None
+        assert after_spec["metadata"]["generation"] == 2
+        assert after_spec["spec"]["timeoutSeconds"] == 120
+        assert after_spec["status"]["phase"] == "Running"
+
+
+def test_the_served_schema_refuses_an_invalid_workflow(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], kube_namespace: str
+) -> None:
+    body = health_check("invalid")
+    body["spec"]["workflowConfig"]["workflowChain"] = ["indextts.no_such_task"]
+    with kube_api.api_client() as api, pytest.raises(ApiException) as refused:
+        custom_objects(api).create_namespaced_custom_object(
+            API_GROUP, API_VERSION, kube_namespace, PLURAL, body
+        )
+    assert status_of(refused) == 422
+    assert "spec.workflowConfig.workflowChain" in message_of(refused)
+
+
+def test_a_user_without_rbac_is_forbidden_and_a_wrong_token_unauthorized(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], kube_namespace: str
+) -> None:
+    with kube_api.api_client(NOBODY) as api, pytest.raises(ApiException) as forbidden:
+        custom_objects(api).list_namespaced_custom_object(API_GROUP, API_VERSION, kube_namespace, PLURAL)
+    assert status_of(forbidden) == 403
+    expected = f'User "{NOBODY}" cannot list resource "{PLURAL}" in API group "{API_GROUP}"'
+    assert expected in message_of(forbidden)
+
+    configuration = kube_api.configuration()
+    configuration.api_key = {"BearerToken": "not-a-token"}
+    with client.ApiClient(configuration) as api, pytest.raises(ApiException) as unauthorized:
+        client.CoreV1Api(api).list_namespace()
+    assert status_of(unauthorized) == 401
+
+
+def test_the_kubeconfig_file_authenticates_as_its_user(kube_api: RealApiServer) -> None:
+    with config.new_client_from_config(str(kube_api.kubeconfig(NOBODY))) as api:  # type: ignore[no-untyped-call]
+        review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(
+                        group=API_GROUP, resource=PLURAL, verb="list", namespace=NAMESPACE
+                    )
+                )
+            )
+        )
+    assert review.status is not None
+    assert review.status.allowed is False
+
+
+# --- the chart's RBAC, as rendered, for the components' ServiceAccounts -----------------------------
+
+
+def as_service_account(kube_api: RealApiServer, name: str) -> client.ApiClient:
+    kube_api.service_account_token(NAMESPACE, name)
+    return kube_api.api_client(service_account_username(NAMESPACE, name))
+
+
+def forbidden(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status == 403:
+            return True
+        raise
+    return False
+
+
+@pytest.mark.usefixtures("chart_rbac")
+async def test_the_gateway_creates_reads_lists_and_deletes_workflows_and_may_not_touch_status(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], kube_namespace: str
+) -> None:
+    with as_service_account(kube_api, GATEWAY) as api:
+        workflows, custom = Workflows(api), custom_objects(api)
+        created = await workflows.create(NAMESPACE, health_check("from-gateway"))
+        assert created["metadata"]["generation"] == 1
+        fetched = await workflows.get(NAMESPACE, "from-gateway")
+        assert fetched is not None
+        assert fetched["metadata"]["uid"] == created["metadata"]["uid"]
+        assert "from-gateway" in [item["metadata"]["name"] for item in await workflows.list(NAMESPACE)]
+        assert client.CoreV1Api(api).list_namespaced_resource_quota(NAMESPACE).items == []
+
+        with pytest.raises(ApiException) as status_patch:
+            await workflows.patch_status(NAMESPACE, "from-gateway", {"phase": "Succeeded"})
+        assert status_of(status_patch) == 403
+        patch_spec = lambda: custom.patch_namespaced_custom_object(  # noqa: E731
+            API_GROUP, API_VERSION, NAMESPACE, PLURAL, "from-gateway", {"spec": {"timeoutSeconds": 1}},
+            _content_type=MERGE_PATCH,
+        )  # fmt: skip
+        assert forbidden(patch_spec), "the gateway never patches a workflow"
+        elsewhere = lambda: custom.list_namespaced_custom_object(  # noqa: E731
+            API_GROUP, API_VERSION, kube_namespace, PLURAL
+        )
+        assert forbidden(elsewhere), "the gateway's rights end at its namespace"
+        assert forbidden(lambda: client.CoreV1Api(api).list_namespaced_secret(NAMESPACE))
+
+        assert await workflows.delete(NAMESPACE, "from-gateway") is True
+        assert await workflows.get(NAMESPACE, "from-gateway") is None
+
+
+@pytest.mark.usefixtures("chart_rbac")
+async def test_the_operator_patches_status_but_creates_no_workflow(
+    kube_api: RealApiServer, kube_crd: dict[str, Any]
+) -> None:
+    with kube_api.api_client() as admin:
+        await Workflows(admin).create(NAMESPACE, health_check("for-operator"))
+    with as_service_account(kube_api, OPERATOR) as api:
+        workflows = Workflows(api)
+        await workflows.patch_status(NAMESPACE, "for-operator", {"phase": "Running"})
+        current = await workflows.get(NAMESPACE, "for-operator")
+        assert current is not None
+        assert current["status"]["phase"] == "Running"
+        assert current["metadata"]["generation"] == 1
+        with pytest.raises(ApiException) as create:
+            await workflows.create(NAMESPACE, health_check("by-operator"))
+        assert status_of(create) == 403
+        crds = client.ApiextensionsV1Api(api).list_custom_resource_definition()
+        assert CRD_NAME in [crd.metadata.name for crd in crds.items if crd.metadata]
+        assert await workflows.delete(NAMESPACE, "for-operator") is True
