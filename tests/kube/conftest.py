@@ -14,6 +14,7 @@ from kubernetes import utils
 from tests.chart.helm import NAMESPACE, Helm, by_kind, fetch_helm
 from tests.kube.apiserver import (
     REPO,
+    Assets,
     AssetsNotFoundError,
     RealApiServer,
     User,
@@ -29,13 +30,18 @@ RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRo
 
 
 @pytest.fixture(scope="session")
-def kube_api() -> Iterator[RealApiServer]:
-    """etcd and kube-apiserver for the whole session, ``admin`` and ``nobody`` as token users."""
+def kube_assets() -> Assets:
+    """The etcd and kube-apiserver binaries (``$KUBEBUILDER_ASSETS``, else the built cache)."""
     try:
-        assets = find_assets()
+        return find_assets()
     except AssetsNotFoundError as exc:
         pytest.skip(f"no real Kubernetes API server: {exc}")
-    with real_api_server(SESSION_USERS, assets=assets) as server:
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_assets: Assets) -> Iterator[RealApiServer]:
+    """etcd and kube-apiserver for the whole session, ``admin`` and ``nobody`` as token users."""
+    with real_api_server(SESSION_USERS, assets=kube_assets) as server:
         yield server
 
 
