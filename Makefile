@@ -1,4 +1,4 @@
-# Quick start: `make dev` (local stack on :8788) and `make test` (lint, types, tests).
+# Quick start: `make dev` (local stack on :8788) and `make test` (lint and import walls, types, tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
