@@ -28,7 +28,6 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -48,7 +47,7 @@ from inference_pod.outcomes import (
     handed_back_count,
 )
 from inference_pod.settings import WorkerSettings
-from nats_support.jetstream import ensure_jetstream
+from nats_support.jetstream import ensure_jetstream, subscribe_workers
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.messages import (
@@ -68,8 +67,6 @@ from tts_api.messages import (
 )
 from tts_api.nats_names import (
     CANCEL_SUBJECT,
-    JOBS_STREAM,
-    JOBS_SUBJECTS,
     WORKERS_CONSUMER,
     event_subject,
     job_subject,
@@ -212,18 +209,7 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         assert self._js is not None  # noqa: S101 (set in run)
-        consumer = await self._js.pull_subscribe(
-            JOBS_SUBJECTS,
-            durable=WORKERS_CONSUMER,
-            stream=JOBS_STREAM,
-            config=ConsumerConfig(
-                durable_name=WORKERS_CONSUMER,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.ack_wait_seconds,
-                max_ack_pending=-1,
-                max_deliver=-1,
-            ),
-        )
+        consumer = await subscribe_workers(self._js, ack_wait=self.settings.ack_wait_seconds)
         ack_wait = (await consumer.consumer_info()).config.ack_wait
         if ack_wait is not None and ack_wait < 2 * self.settings.heartbeat_seconds:
             log.warning(

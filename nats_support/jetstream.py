@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
@@ -20,6 +20,7 @@ from tts_api.nats_names import (
     JOBS_STREAM,
     JOBS_SUBJECTS,
     WORKERS_BUCKET,
+    WORKERS_CONSUMER,
 )
 from tts_api.registry import WORKER_ENTRY_TTL_SECONDS
 
@@ -62,6 +63,24 @@ def workers_bucket() -> KeyValueConfig:
         description="One entry per inference worker: its state, GPU and job in hand",
         ttl=WORKER_ENTRY_TTL_SECONDS,
         storage=StorageType.MEMORY,
+    )
+
+
+async def subscribe_workers(js: JetStreamContext, *, ack_wait: float) -> JetStreamContext.PullSubscription:
+    """The inference workers' shared pull consumer on the jobs queue: each job to one worker,
+    acknowledged explicitly within ``ack_wait`` seconds (or redelivered), delivered without limit
+    (the operator counts the attempts), any number in flight."""
+    return await js.pull_subscribe(
+        JOBS_SUBJECTS,
+        durable=WORKERS_CONSUMER,
+        stream=JOBS_STREAM,
+        config=ConsumerConfig(
+            durable_name=WORKERS_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_ack_pending=-1,
+            max_deliver=-1,
+        ),
     )
 
 

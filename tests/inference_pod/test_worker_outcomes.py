@@ -7,15 +7,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from nats.js.api import AckPolicy, ConsumerConfig
-
 from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
+from nats_support.jetstream import subscribe_workers
 from tests.inference_pod.conftest import Bus, WorkerStarter, speech_job
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.messages import CancelMessage, encode
-from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, job_subject
+from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, WORKERS_CONSUMER, job_subject
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import decode_entry, registry_key
 
@@ -105,18 +104,7 @@ async def test_a_job_redelivered_because_its_worker_died_is_reported_spent_not_r
     """A holder that never acknowledges (it died): the next worker reports the attempt abandoned."""
     job = speech_job("orphan", policy, attempt=2)
     await bus.publish(job)
-    dying = await bus.js.pull_subscribe(
-        JOBS_SUBJECTS,
-        durable=WORKERS_CONSUMER,
-        stream=JOBS_STREAM,
-        config=ConsumerConfig(
-            durable_name=WORKERS_CONSUMER,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=2.0,
-            max_ack_pending=-1,
-            max_deliver=-1,
-        ),
-    )
+    dying = await subscribe_workers(bus.js, ack_wait=2.0)  # the workers' (fast_settings)
     (held,) = await dying.fetch(1, timeout=5)  # taken, never acknowledged
     assert held.metadata.num_delivered == 1
     engine = FailingEngine(failures=0)

@@ -16,19 +16,18 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 from inference_pod.worker import Worker
-from nats_support.jetstream import ensure_jetstream
+from nats_support.jetstream import ensure_jetstream, subscribe_workers
 from tests.inference_pod.conftest import fast_settings
 from tests.operator.builders import SPEECH, spec
 from tests.operator.cluster import eventually
 from tests.operator.memory_store import MemoryStore
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.messages import StartedEvent, WorkflowRef, encode, make_job_id
-from tts_api.nats_names import JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, event_subject
+from tts_api.nats_names import event_subject
 from tts_api.policy import ValidationPolicy
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.reconcile import Created, Limits
@@ -167,18 +166,7 @@ async def test_a_job_whose_worker_died_is_counted_once_against_the_attempts(
 ) -> None:
     workflow = operator.store.add("hello", spec())
     # A worker takes attempt 1, says it started, and dies: it never acknowledges the job.
-    dying = await operator.js.pull_subscribe(
-        JOBS_SUBJECTS,
-        durable=WORKERS_CONSUMER,
-        stream=JOBS_STREAM,
-        config=ConsumerConfig(
-            durable_name=WORKERS_CONSUMER,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=2.0,  # the workers' (fast_settings)
-            max_ack_pending=-1,
-            max_deliver=-1,
-        ),
-    )
+    dying = await subscribe_workers(operator.js, ack_wait=2.0)  # the workers' (fast_settings)
     await operator.runner.handle(Created(), workflow=workflow)
     (held,) = await dying.fetch(1, timeout=5)
     assert held.metadata.num_delivered == 1
