@@ -18,7 +18,6 @@ from gateway.monitoring import GpuQuota
 from kube_access.client import ConflictError
 from kube_access.cluster import ResourceQuotas
 from kube_access.workflows import Workflows
-from tts_api.errors import TTSError
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec
 from tts_api.validation import read_workflow
@@ -60,14 +59,7 @@ class KubernetesBackend:
         return self._read(body) if body is not None else None
 
     async def list(self) -> list[TTSWorkflow]:
-        found: list[TTSWorkflow] = []
-        for body in await self._workflows.list(self._namespace):
-            try:
-                found.append(self._read(body))
-            except TTSError as exc:  # written by hand around the CRD's schema: show the others
-                name = (body.get("metadata") or {}).get("name")
-                log.warning("skipping TTSWorkflow %s: %s", name, exc.message)
-        return found
+        return [self._read(body) for body in await self._workflows.list(self._namespace)]
 
     async def delete(self, name: str) -> bool:
         return await self._workflows.delete(self._namespace, name)

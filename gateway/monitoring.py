@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gateway.presenters import task_id
-from tts_api.constants import StageState
+from tts_api.constants import Phase, StageState
 from tts_api.errors import ErrorCode
 from tts_api.registry import WORKER_ENTRY_TTL_SECONDS, ModelState, WorkerEntry, WorkerState
 from tts_api.resource import TTSWorkflow
@@ -73,11 +73,13 @@ def heartbeat_all(workflows: Iterable[TTSWorkflow]) -> HeartbeatAllResponse:
 
 
 def system_statistics(workflows: Iterable[TTSWorkflow]) -> SystemStatistics:
-    """Totals over finished stages; success rate and mean processing time where there are any."""
+    """Totals over finished stages (a workflow failed before any ran counts as one failed task);
+    success rate and mean processing time where there are any."""
     succeeded = failed = 0
     durations: list[float] = []
     for workflow in workflows:
-        for stage in workflow.status.stages:
+        stages = workflow.status.stages
+        for stage in stages:
             if stage.state is StageState.SUCCEEDED:
                 succeeded += 1
                 processing = (stage.output or {}).get("processing_time")
@@ -85,6 +87,8 @@ def system_statistics(workflows: Iterable[TTSWorkflow]) -> SystemStatistics:
                     durations.append(float(processing))
             elif stage.state is StageState.FAILED:
                 failed += 1
+        if workflow.status.phase is Phase.FAILED and not any(s.state is StageState.FAILED for s in stages):
+            failed += 1  # refused before any task ran (an invalid spec): one failed task all the same
     finished = succeeded + failed
     return SystemStatistics(
         total_tasks=finished,

@@ -175,10 +175,14 @@ class TTSWorkflow(BaseModel):
     api_version: str = Field(default=API_GROUP_VERSION, alias="apiVersion")
     kind: str = KIND
     metadata: ObjectMeta
-    spec: TTSWorkflowSpec
+    # None: a stored spec that this release cannot read (made around the gateway, with kubectl, and
+    # refused by the operator); the status says what is wrong with it.
+    spec: TTSWorkflowSpec | None
     status: TTSWorkflowStatus = Field(default_factory=TTSWorkflowStatus)
 
     def to_k8s(self) -> dict[str, Any]:
+        if self.spec is None:
+            raise ValueError(f"TTSWorkflow {self.metadata.name} has no readable spec to write")
         body: dict[str, Any] = {
             "apiVersion": self.api_version,
             "kind": self.kind,

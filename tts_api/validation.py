@@ -106,12 +106,18 @@ def read_workflow(body: dict[str, Any], *, policy: ValidationPolicy) -> TTSWorkf
 
     The spec was checked when it was accepted, so it is read without disk checks and against the
     CRD's ceilings (:func:`~tts_api.policy.stored_record_policy`); status and metadata as written.
+    A spec that still cannot be read (one made with kubectl that the API server's schema admits and
+    the operator refuses, e.g. an output path outside the shared root) reads as None: the workflow is
+    still shown, with the status in which the operator says what is wrong.
     """
-    lenient = stored_record_policy(policy)
+    try:
+        spec: TTSWorkflowSpec | None = parse_spec(body.get("spec"), policy=stored_record_policy(policy))
+    except TTSError:
+        spec = None
     return TTSWorkflow(
         api_version=body.get("apiVersion", API_GROUP_VERSION),
         kind=body.get("kind", KIND),
         metadata=ObjectMeta.model_validate(body.get("metadata") or {}),
-        spec=parse_spec(body.get("spec"), policy=lenient),
+        spec=spec,
         status=TTSWorkflowStatus.from_k8s(body.get("status")),
     )

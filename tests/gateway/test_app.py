@@ -93,6 +93,7 @@ async def test_sync_request_answers_with_the_workflow_api_speech_body(
     assert body["audio_url"] == f"/v1/workflows/{workflow.metadata.name}/audio"
     stored = await store.get(workflow.metadata.name)
     assert stored is not None
+    assert stored.spec is not None
     assert stored.spec.video_path == "/app/videos/example.mp4"
 
 

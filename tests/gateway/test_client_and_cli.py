@@ -52,6 +52,7 @@ async def test_workflow_api_client_generate_speech(base_url: str, operator_store
     workflow = await operator
     assert result["status"] == "success"
     assert result["workflow_id"] == workflow.metadata.name
+    assert workflow.spec is not None
     config = workflow.spec.workflow_config.indextts_config
     assert config is not None
     assert (config.text, config.emotion_alpha) == ("Hello, this is a test.", 0.5)
@@ -127,6 +128,7 @@ async def test_submit_verb_prints_the_result(
     assert json.loads(out)["output_path"] == SPEECH_OUTPUT["output_path"]
     assert f"workflow {workflow.metadata.name}" in err
     assert f"[{'#' * 30}] 100% - succeeded" in err.splitlines()  # the bar's last line, one per change
+    assert workflow.spec is not None
     config = workflow.spec.workflow_config.indextts_config
     assert config is not None
     assert config.emotion_vector == [0.8, 0, 0, 0, 0, 0, 0.2, 0]

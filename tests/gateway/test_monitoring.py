@@ -24,12 +24,14 @@ BEAT = datetime(2025, 10, 12, 10, 30, tzinfo=UTC)
 SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
 
 
-def record(name: str, *stages: tuple[StageState, int, float | None], beat: bool = False) -> TTSWorkflow:
+def record(
+    name: str, *stages: tuple[StageState, int, float | None], beat: bool = False, phase: Phase = Phase.RUNNING
+) -> TTSWorkflow:
     return TTSWorkflow(
         metadata=ObjectMeta(name=name, uid=f"uid-{name}"),
         spec=SPEC,
         status=TTSWorkflowStatus(
-            phase=Phase.RUNNING,
+            phase=phase,
             stages=[
                 StageStatus(
                     name=list(TaskName)[index],
@@ -76,6 +78,17 @@ def test_statistics_count_finished_stages() -> None:
     assert (stats.total_tasks, stats.successful_tasks, stats.failed_tasks) == (3, 2, 1)
     assert stats.success_rate == pytest.approx(2 / 3, abs=1e-4)
     assert stats.avg_processing_time == pytest.approx(6.0)
+
+
+def test_a_workflow_refused_before_any_task_ran_counts_as_one_failed_task() -> None:
+    refused = TTSWorkflow(
+        metadata=ObjectMeta(name="refused", uid="uid-refused"),
+        spec=None,  # a spec the operator refused (made with kubectl)
+        status=TTSWorkflowStatus(phase=Phase.FAILED),
+    )
+    failed_in_a_stage = record("c", (StageState.FAILED, 3, None), phase=Phase.FAILED)
+    stats = system_statistics([refused, failed_in_a_stage])
+    assert (stats.total_tasks, stats.failed_tasks) == (2, 2)  # the stage's failure is not counted twice
 
 
 def test_statistics_with_nothing_finished_have_no_rates() -> None:

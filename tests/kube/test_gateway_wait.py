@@ -1,5 +1,6 @@
-"""A synchronous request's wait on a real API server, with the chart's RBAC: the gateway watches its
-workflow from the version it read and sees the operator's status writes as they land."""
+"""The gateway on a real API server, with the chart's RBAC: a synchronous request watches its workflow
+from the version it read and sees the operator's status writes as they land; a workflow the operator
+failed as invalid is shown with its status."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import asyncio
 import logging
 from typing import Any
 
+import httpx
 import pytest
 
-from gateway.kubernetes_backend import KubernetesBackend
+from gateway.app import create_app
+from gateway.kubernetes_backend import KubernetesBackend, open_kubernetes_backend
+from gateway.settings import GatewaySettings
+from gateway.worker_directory import open_worker_directory
 from kube_access.workflows import Workflows
 from tests.chart.helm import NAMESPACE
 from tests.kube.apiserver import RealApiServer
 from tests.kube.test_apiserver import GATEWAY, OPERATOR, as_service_account
-from tts_api.constants import Phase
+from tts_api.constants import API_GROUP_VERSION, KIND, Phase
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
 
@@ -64,3 +69,54 @@ async def test_the_wait_follows_the_operators_status_writes_through_a_watch(
         assert await backend.wait("waited-on", lambda _: False, wait_seconds=30) is None
         await deleting
     assert not [r for r in caplog.records if "watching workflow" in r.getMessage()], "no watch failed"
+
+
+@pytest.mark.usefixtures("chart_rbac")
+async def test_a_workflow_the_operator_failed_as_invalid_is_shown_not_hidden(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], nats_url: str, unmounted_policy: ValidationPolicy
+) -> None:
+    """Made with kubectl (the schema admits it), refused by the operator: the gateway shows its status."""
+    outside = {
+        "apiVersion": API_GROUP_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "outside-the-share"},
+        "spec": {
+            "workflowConfig": {
+                "workflowChain": ["indextts.generate_speech"],
+                "indexttsConfig": {"text": "hi", "outputPath": "/elsewhere/out.wav"},
+            }
+        },
+    }
+    failed = {
+        "phase": "Failed",
+        "error": {
+            "code": "INVALID_INPUT",
+            "message": "spec.workflowConfig.indexttsConfig.outputPath: outside",
+        },
+    }
+    with kube_api.api_client() as admin:
+        await Workflows(admin).create(NAMESPACE, outside)
+    with as_service_account(kube_api, OPERATOR) as op:
+        await Workflows(op).patch_status(NAMESPACE, "outside-the-share", failed)
+    with as_service_account(kube_api, GATEWAY) as gateway_api:
+        backend = KubernetesBackend(gateway_api, NAMESPACE, unmounted_policy)
+        app = create_app(
+            GatewaySettings(namespace=NAMESPACE),
+            lambda: open_kubernetes_backend(gateway_api, NAMESPACE, unmounted_policy),
+            unmounted_policy,
+            lambda: open_worker_directory(nats_url, backend.gpu_quota),
+        )
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
+        ):
+            status = await client.get("/v1/workflows/status/outside-the-share")
+            result = await client.get("/v1/workflows/outside-the-share")
+            statistics = (await client.get("/api/v1/monitoring/statistics")).json()
+        assert await backend.delete("outside-the-share")
+    assert status.status_code == 200, status.text
+    assert status.json()["status"] == "failed"
+    assert result.status_code == 400
+    assert result.json()["error_code"] == "INVALID_INPUT"
+    assert "outputPath" in result.json()["error"]
+    assert statistics["system"]["failed_tasks"] >= 1
