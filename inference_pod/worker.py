@@ -73,7 +73,6 @@ from tts_api.nats_names import (
 )
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
-from tts_api.request import IndexTTSConfig
 from tts_api.results import ResultModel
 from voice_library.presets import Presets
 
@@ -246,7 +245,7 @@ class Worker:
             command = decode_command(message.data, self.policy)
             if not isinstance(command, JobMessage):
                 raise MessageError("a cancel was sent as a job; cancels go to " + CANCEL_SUBJECT)
-            job = self._revalidated(command)
+            job = self._complete(command)
         except MessageError as exc:
             await self._reject(message, str(exc))
             return
@@ -282,21 +281,13 @@ class Worker:
             self.metrics.busy.labels(self.slot).set(0)
             await self._refresh_registry()
 
-    def _revalidated(self, job: JobMessage) -> JobMessage:
-        """The job's config checked again with this worker's policy (its shared root, its limits)."""
-        if job.config is None:
-            if job.task is TaskName.GENERATE_SPEECH:
-                raise MessageError("config: indextts_config is required for indextts.generate_speech")
-            return job
-        try:
-            config = IndexTTSConfig.model_validate(
-                job.config.model_dump(exclude_unset=True), context={"policy": self.policy}
-            )
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "config"
-            raise MessageError(f"{where}: {first['msg']}") from None
-        return job.model_copy(update={"config": config})
+    @staticmethod
+    def _complete(job: JobMessage) -> JobMessage:
+        """The job, when it carries what its task needs (its config was checked as it was decoded,
+        with this worker's policy: its shared root, its limits)."""
+        if job.config is None and job.task is TaskName.GENERATE_SPEECH:
+            raise MessageError("config: indextts_config is required for indextts.generate_speech")
+        return job
 
     def _early_refusal(self, job: JobMessage, delivered: int) -> Disposition | None:
         """A job that is not run: cancelled before it came, past its deadline, or abandoned by its holder."""
@@ -361,7 +352,7 @@ class Worker:
     def _task_sync(self, job: JobMessage, on_progress: ProgressCallback) -> ResultModel:
         """The task itself, in a worker thread."""
         if job.task is TaskName.GENERATE_SPEECH:
-            assert job.config is not None  # noqa: S101 (checked in _revalidated)
+            assert job.config is not None  # noqa: S101 (checked in _complete)
             result = tasks.generate_speech(
                 self.engine, job.config, self.policy.shared_root, self.presets, on_progress
             )
