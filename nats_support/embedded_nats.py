@@ -36,9 +36,9 @@ def nats_server_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:
-    """In the child, on Linux: be sent SIGTERM when the parent dies, even by SIGKILL, so that a
-    crashed host leaves no nats-server holding the port and the store."""
+def die_with_parent() -> None:
+    """A ``preexec_fn``: in the child, on Linux, be sent SIGTERM when the parent dies, even by
+    SIGKILL, so that a crashed host leaves no child server holding its ports and its store."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
@@ -91,7 +91,7 @@ class EmbeddedNats:
         ]
         log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
         self._process = subprocess.Popen(  # noqa: S603 (our own binary, fixed arguments)
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

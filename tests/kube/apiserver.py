@@ -24,16 +24,13 @@ ServiceAccount unless :meth:`RealApiServer.ensure_namespace` makes it).
 from __future__ import annotations
 
 import copy
-import ctypes
 import http.client
 import os
 import re
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,7 +43,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from nats_support.embedded_nats import free_port, stop_child
+from nats_support.embedded_nats import die_with_parent, free_port, stop_child
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ASSETS = REPO / ".cache" / "kube-assets"
@@ -273,13 +270,6 @@ class RealApiServer:
 # --- starting and stopping ------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, on Linux: SIGTERM when the test process dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def _openssl(*args: str, cwd: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -373,7 +363,7 @@ class _Child:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def exited(self) -> int | None:
