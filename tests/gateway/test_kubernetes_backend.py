@@ -168,13 +168,13 @@ async def test_gpu_quota_is_read_from_the_namespace(backend: KubernetesBackend, 
 
 @contextlib.asynccontextmanager
 async def gateway_over(
-    api_url: str, nats_url: str, policy: ValidationPolicy
+    api: Any, nats_url: str, policy: ValidationPolicy, namespace: str = NAMESPACE
 ) -> AsyncIterator[httpx.AsyncClient]:
-    api = api_client(api_url)
-    backend = KubernetesBackend(api, NAMESPACE, policy)
+    """An HTTP client for a gateway over the API server ``api`` (a Kubernetes API client) reaches."""
+    backend = KubernetesBackend(api, namespace, policy)
     app = create_app(
-        GatewaySettings(namespace=NAMESPACE),
-        lambda: open_kubernetes_backend(api, NAMESPACE, policy),
+        GatewaySettings(namespace=namespace),
+        lambda: open_kubernetes_backend(api, namespace, policy),
         policy,
         lambda: open_worker_directory(nats_url, backend.gpu_quota),
     )
@@ -188,7 +188,7 @@ async def gateway_over(
 async def test_the_gateway_over_the_cluster(
     api_url: str, nats_url: str, unmounted_policy: ValidationPolicy
 ) -> None:
-    async with gateway_over(api_url, nats_url, unmounted_policy) as client:
+    async with gateway_over(api_client(api_url), nats_url, unmounted_policy) as client:
         accepted = (await client.post("/v1/workflows", json=SPEECH, params={"async": "1"})).json()
         name = accepted["workflow_id"]
         pending = (await client.get(f"/v1/workflows/status/{name}")).json()

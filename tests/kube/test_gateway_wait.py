@@ -8,15 +8,12 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.kubernetes_backend import KubernetesBackend, open_kubernetes_backend
-from gateway.settings import GatewaySettings
-from gateway.worker_directory import open_worker_directory
+from gateway.kubernetes_backend import KubernetesBackend
 from kube_access.workflows import Workflows
 from tests.chart.helm import NAMESPACE
+from tests.gateway.test_kubernetes_backend import gateway_over
 from tests.kube.apiserver import RealApiServer
 from tests.kube.test_apiserver import GATEWAY, OPERATOR, as_service_account
 from tts_api.constants import API_GROUP_VERSION, KIND, Phase
@@ -99,21 +96,11 @@ async def test_a_workflow_the_operator_failed_as_invalid_is_shown_not_hidden(
     with as_service_account(kube_api, OPERATOR) as op:
         await Workflows(op).patch_status(NAMESPACE, "outside-the-share", failed)
     with as_service_account(kube_api, GATEWAY) as gateway_api:
-        backend = KubernetesBackend(gateway_api, NAMESPACE, unmounted_policy)
-        app = create_app(
-            GatewaySettings(namespace=NAMESPACE),
-            lambda: open_kubernetes_backend(gateway_api, NAMESPACE, unmounted_policy),
-            unmounted_policy,
-            lambda: open_worker_directory(nats_url, backend.gpu_quota),
-        )
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
-        ):
+        async with gateway_over(gateway_api, nats_url, unmounted_policy, NAMESPACE) as client:
             status = await client.get("/v1/workflows/status/outside-the-share")
             result = await client.get("/v1/workflows/outside-the-share")
             statistics = (await client.get("/api/v1/monitoring/statistics")).json()
-        assert await backend.delete("outside-the-share")
+            assert (await client.delete("/v1/workflows/outside-the-share")).status_code == 200
     assert status.status_code == 200, status.text
     assert status.json()["status"] == "failed"
     assert result.status_code == 400
