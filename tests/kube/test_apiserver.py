@@ -25,6 +25,7 @@ from tests.kube.apiserver import (
     AssetsNotFoundError,
     RealApiServer,
     crd_for_server,
+    default_assets_directory,
     find_assets,
     real_api_server,
     service_account_username,
@@ -86,7 +87,9 @@ def test_kubebuilder_assets_names_the_binaries_to_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ASSETS_ENV, str(tmp_path))
-    with pytest.raises(AssetsNotFoundError, match=f"no etcd and no kube-apiserver in {ASSETS_ENV}="):
+    with pytest.raises(
+        AssetsNotFoundError, match=f"no etcd and no kube-apiserver and no kubectl in {ASSETS_ENV}="
+    ):
         find_assets()
     for name in ("etcd", "kube-apiserver", "kubectl"):
         (tmp_path / name).write_text("#!/bin/sh\n")
@@ -97,6 +100,23 @@ def test_kubebuilder_assets_names_the_binaries_to_run(
         tmp_path / "kube-apiserver",
         tmp_path / "kubectl",
     )
+    assert found.kube_controller_manager is None, "optional: only the tests that need controllers"
+    (tmp_path / "kube-controller-manager").write_text("#!/bin/sh\n")
+    (tmp_path / "kube-controller-manager").chmod(0o755)
+    assert find_assets().kube_controller_manager == tmp_path / "kube-controller-manager"
+
+
+def test_the_default_assets_live_in_the_users_cache_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ASSETS_ENV, raising=False)
+    monkeypatch.delenv("KUBE_ASSETS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_assets_directory() == tmp_path / "indextts-k8s" / "kube-assets"
+    with pytest.raises(AssetsNotFoundError, match=r"build them with scripts/kube_apiserver_assets\.sh"):
+        find_assets()
+    monkeypatch.setenv("KUBE_ASSETS_CACHE", str(tmp_path / "elsewhere"))
+    assert default_assets_directory() == tmp_path / "elsewhere" / "kube-assets"
 
 
 # --- the server -----------------------------------------------------------------------------------
