@@ -17,12 +17,18 @@ report a failure once (``retryable`` unless the user is at fault), and a job who
 reported as a retryable failure of its attempt by the worker it is redelivered to. Each attempt is
 spent at most once: an event of a superseded attempt is ignored, so a stale heartbeat and the
 redelivery of the same attempt count once.
+
+A TTSWorkflow's spec is immutable once accepted. Where the API server checks CEL rules (Kubernetes
+1.25 and later) the CRD's rule refuses the edit; an older server admits it and bumps
+``metadata.generation``, and then the core fails the workflow (reason ``SpecChanged``, its job
+cancelled) as soon as it sees a generation newer than the one it accepted
+(``status.observedGeneration``). See docs/api.md, "Changing a workflow's spec".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -76,7 +82,11 @@ class Limits:
 
 @dataclass(frozen=True)
 class Workflow:
-    """One TTSWorkflow as the core sees it: identity, the spec as stored, the status."""
+    """One TTSWorkflow as the core sees it: identity, the spec as stored, the status.
+
+    ``generation`` is ``metadata.generation`` of the body the spec was read from (None where the
+    store keeps none); acceptance records it as ``status.observedGeneration``.
+    """
 
     ref: WorkflowRef
     spec: Mapping[str, Any]
@@ -151,6 +161,9 @@ Action = PublishJob | PublishCancel | PostEvent | DeleteWorkflow
 
 TimeoutKind = Literal["heartbeat", "workflow"]
 
+# The reason (conditions and Event) of a workflow failed because its spec was edited after acceptance.
+SPEC_CHANGED = "SpecChanged"
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -196,11 +209,15 @@ def reconcile(
         if isinstance(given, Tick):
             return _on_tick_finished(workflow, now=now, limits=limits)
         return ignore(f"the workflow has finished ({status.phase.value})")
+    changed = _spec_changed(workflow, now=now)
+    if changed is not None:
+        return changed
     try:
         # Re-read as an accepted record: no disk checks, so a reference deleted since is no error.
         spec = parse_spec(dict(workflow.spec), policy=stored_record_policy(policy))
     except TTSError as exc:
-        # Only a spec edited after acceptance can get here (kubectl edit): fail, naming the field.
+        # A store that keeps no generation cannot tell an edit: a spec that no longer reads fails,
+        # naming the field.
         return _fail(workflow, exc.info(), now=now, cancel=True)
     match given:
         case Created() | Resumed():
@@ -280,6 +297,34 @@ def _reannounce(
     if now >= queued + timedelta(seconds=limits.republish_window_seconds):
         return ignore("queued longer than the de-duplication window: not re-published")
     return Decision(None, (PublishJob(_job(workflow, spec, stage.name, stage.attempt, limits=limits)),))
+
+
+# --- an edited spec --------------------------------------------------------------------------------
+
+
+def spec_changed_message(generation: int, accepted: int) -> str:
+    """What the workflow's status, condition and Event say when its spec was edited after acceptance."""
+    return (
+        f"the spec changed after the workflow was accepted (generation {generation}, accepted at "
+        f"{accepted}); a TTSWorkflow's spec cannot change: create a new TTSWorkflow"
+    )
+
+
+def _spec_changed(workflow: Workflow, *, now: datetime) -> Decision | None:
+    """An accepted, unfinished workflow whose spec is newer than the one accepted fails, valid or not.
+
+    The job in flight is cancelled (it runs the spec as accepted); the error is ``INVALID_INPUT``,
+    the user's doing, which no retry mends. ``status.observedGeneration`` moves to the generation
+    seen; the ``Accepted`` condition keeps the one accepted. ``None`` when the spec is unchanged, or
+    when a generation to compare is missing (a store that keeps none).
+    """
+    accepted = workflow.status.observed_generation
+    current = workflow.generation
+    if accepted is None or current is None or current <= accepted:
+        return None
+    error = ErrorInfo(code=ErrorCode.INVALID_INPUT, message=spec_changed_message(current, accepted))
+    seen = replace(workflow, status=workflow.status.model_copy(update={"observed_generation": current}))
+    return _fail(seen, error, now=now, cancel=True, reason=SPEC_CHANGED)
 
 
 # --- worker events -------------------------------------------------------------------------------
@@ -547,8 +592,12 @@ def _fail(
     now: datetime,
     cancel: bool = False,
     timed_out: TimeoutKind | None = None,
+    reason: str | None = None,
 ) -> Decision:
-    """The current stage and the workflow fail with ``error``; later stages will not run."""
+    """The current stage and the workflow fail with ``error``; later stages will not run.
+
+    ``reason`` is the conditions' and the Event's reason, when not the one the error code gives.
+    """
     status = workflow.status.model_copy(deep=True)
     stage = _current(status)
     actions: list[Action] = []
@@ -558,9 +607,9 @@ def _fail(
         stage.state = StageState.FAILED
         stage.finished_at = now
         stage.error = error
-    status = _finish(status, Phase.FAILED, error, now=now, generation=workflow.generation)
-    reason = "TimedOut" if error.code == ErrorCode.TASK_TIMEOUT else "Failed"
-    actions.append(PostEvent("Warning", reason, f"{error.code.value}: {error.message}"))
+    status = _finish(status, Phase.FAILED, error, now=now, generation=workflow.generation, reason=reason)
+    event = reason or ("TimedOut" if error.code == ErrorCode.TASK_TIMEOUT else "Failed")
+    actions.append(PostEvent("Warning", event, f"{error.code.value}: {error.message}"))
     return Decision(status, tuple(actions), timed_out=timed_out)
 
 
@@ -571,6 +620,7 @@ def _finish(
     *,
     now: datetime,
     generation: int | None,
+    reason: str | None = None,
 ) -> TTSWorkflowStatus:
     status.phase = phase
     status.error = error
@@ -579,11 +629,12 @@ def _finish(
     for stage in status.stages:
         if stage.state in (StageState.PENDING, StageState.QUEUED, StageState.RUNNING):
             stage.state = StageState.CANCELLED
-    reason = {
-        Phase.SUCCEEDED: "Succeeded",
-        Phase.FAILED: _camel(error.code) if error else "Failed",
-        Phase.CANCELLED: "Cancelled",
-    }[phase]
+    if reason is None:
+        reason = {
+            Phase.SUCCEEDED: "Succeeded",
+            Phase.FAILED: _camel(error.code) if error else "Failed",
+            Phase.CANCELLED: "Cancelled",
+        }[phase]
     message = error.message if error else f"the workflow {phase.value.lower()}"
     values = {
         ConditionType.RUNNING: ConditionStatus.FALSE,
@@ -671,6 +722,7 @@ def _cancel(workflow: Workflow, stage: StageStatus, reason: str) -> CancelMessag
 
 
 __all__ = [
+    "SPEC_CHANGED",
     "Action",
     "Created",
     "Decision",
@@ -687,4 +739,5 @@ __all__ = [
     "WorkerEventInput",
     "Workflow",
     "reconcile",
+    "spec_changed_message",
 ]

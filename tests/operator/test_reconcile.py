@@ -33,6 +33,7 @@ from tts_api.errors import ErrorCode
 from tts_api.messages import WorkflowRef, decode_command, encode
 from tts_api.resource import TTSWorkflowStatus
 from tts_operator.reconcile import (
+    SPEC_CHANGED,
     Action,
     Created,
     Decision,
@@ -48,6 +49,7 @@ from tts_operator.reconcile import (
     WorkerEventInput,
     Workflow,
     reconcile,
+    spec_changed_message,
 )
 
 LIMITS = Limits(
@@ -684,15 +686,178 @@ def test_heartbeats_are_batchable_and_transitions_are_not() -> None:
     assert [d.batchable for d in decisions] == [False, False, True, False, False]
 
 
-def test_a_spec_edited_into_an_invalid_one_after_acceptance_fails_naming_the_field() -> None:
+# --- the spec is immutable once accepted ----------------------------------------------------------
+
+
+def edited_spec(**config: Any) -> dict[str, Any]:
+    """The default spec with ``indexttsConfig`` fields changed (an edit ``kubectl edit`` makes)."""
+    changed = spec()
+    changed["workflowConfig"]["indexttsConfig"].update(config)
+    return changed
+
+
+def running_at_generation_one() -> TTSWorkflowStatus:
+    """Accepted at generation 1, its first attempt running; as read back from the API server."""
+    status = TTSWorkflowStatus()
+    for given, when in ((Created(), 0), (ev(started()), 1)):
+        decision = reconcile(
+            Workflow(REF, spec(), status, generation=1), given, now=at(when), limits=LIMITS, policy=POLICY
+        )
+        assert decision.status is not None
+        status = TTSWorkflowStatus.from_k8s(decision.status.to_k8s())
+    assert (status.phase, status.observed_generation) == (Phase.RUNNING, 1)
+    return status
+
+
+EDITS = {
+    "a valid edit": edited_spec(text="something else entirely"),
+    "an edit into an invalid spec": edited_spec(emotionAlpha=2),
+}
+EDIT_INPUTS: dict[str, Input] = {
+    "tick": Tick(),
+    "resume": Resumed(),
+    "worker event": ev(heartbeat(done=1)),
+}
+
+
+@pytest.mark.parametrize("given", EDIT_INPUTS.values(), ids=EDIT_INPUTS.keys())
+@pytest.mark.parametrize("edited", EDITS.values(), ids=EDITS.keys())
+def test_a_spec_edited_after_acceptance_fails_the_workflow_and_cancels_its_job(
+    edited: dict[str, Any], given: Input
+) -> None:
+    decision = reconcile(
+        Workflow(REF, edited, running_at_generation_one(), generation=2),
+        given,
+        now=at(5),
+        limits=LIMITS,
+        policy=POLICY,
+    )
+    assert decision.status is not None
+    status = TTSWorkflowStatus.from_k8s(decision.status.to_k8s())
+    message = (
+        "the spec changed after the workflow was accepted (generation 2, accepted at 1); "
+        "a TTSWorkflow's spec cannot change: create a new TTSWorkflow"
+    )
+    assert message == spec_changed_message(2, 1)
+    assert status.phase == Phase.FAILED
+    assert status.error is not None
+    assert (status.error.code, status.error.message) == (ErrorCode.INVALID_INPUT, message)
+    assert status.stages[0].state == StageState.FAILED
+    assert status.observed_generation == 2
+    assert [short(a) for a in decision.actions] == ["cancel speech/1", f"event {SPEC_CHANGED}"]
+    cancel, event = decision.actions
+    assert isinstance(cancel, PublishCancel)
+    assert cancel.cancel.job_id == "uid-1/generate_speech/1"
+    assert cancel.cancel.reason == message
+    assert event == PostEvent("Warning", "SpecChanged", f"INVALID_INPUT: {message}")
+    failed_condition = status.condition(ConditionType.FAILED)
+    assert failed_condition is not None
+    assert (failed_condition.status, failed_condition.reason) == (ConditionStatus.TRUE, "SpecChanged")
+    assert (failed_condition.message, failed_condition.observed_generation) == (message, 2)
+    accepted = status.condition(ConditionType.ACCEPTED)
+    assert accepted is not None
+    assert (accepted.status, accepted.observed_generation) == (ConditionStatus.TRUE, 1), (
+        "the Accepted condition still says which generation was accepted"
+    )
+    # Failed is final: the edited workflow is not looked at again but for its time to live.
+    later = reconcile(
+        Workflow(REF, edited, status, generation=2), Tick(), now=at(6), limits=LIMITS, policy=POLICY
+    )
+    assert later.status is None
+    assert later.actions == ()
+
+
+def test_a_spec_edited_before_acceptance_is_accepted_as_edited() -> None:
+    edited = edited_spec(text="the second thoughts")
+    waiting = reconcile(
+        Workflow(REF, edited, TTSWorkflowStatus(), generation=2),
+        Tick(),
+        now=at(0),
+        limits=LIMITS,
+        policy=POLICY,
+    )
+    assert waiting.ignored == "the workflow has not been accepted yet"
+    decision = reconcile(
+        Workflow(REF, edited, TTSWorkflowStatus(), generation=2),
+        Created(),
+        now=at(1),
+        limits=LIMITS,
+        policy=POLICY,
+    )
+    assert decision.status is not None
+    assert decision.status.phase == Phase.QUEUED
+    assert decision.status.observed_generation == 2
+    job = next(a for a in decision.actions if isinstance(a, PublishJob)).job
+    assert job.config is not None
+    assert job.config.text == "the second thoughts"
+    # That generation is the accepted one: it runs on, nothing is "changed".
+    status = TTSWorkflowStatus.from_k8s(decision.status.to_k8s())
+    after = reconcile(
+        Workflow(REF, edited, status, generation=2), ev(started()), now=at(2), limits=LIMITS, policy=POLICY
+    )
+    assert after.status is not None
+    assert after.status.phase == Phase.RUNNING
+
+
+def test_a_spec_edited_into_an_invalid_one_before_acceptance_is_refused_naming_the_field() -> None:
+    decision = reconcile(
+        Workflow(REF, edited_spec(emotionAlpha=2), TTSWorkflowStatus(), generation=2),
+        Created(),
+        now=at(0),
+        limits=LIMITS,
+        policy=POLICY,
+    )
+    assert decision.status is not None
+    assert decision.status.phase == Phase.FAILED
+    assert decision.status.error is not None
+    assert decision.status.error.message.startswith("spec.workflowConfig.indexttsConfig.emotionAlpha")
+    assert [short(a) for a in decision.actions] == ["event Failed"]
+
+
+@pytest.mark.parametrize(
+    "given", [Tick(), Resumed(), Created(), ev(completed()), Deleted()], ids=lambda g: type(g).__name__
+)
+def test_a_finished_workflow_whose_spec_is_edited_stays_as_it_finished(given: Input) -> None:
+    status, _ = run_story(STORIES[0])
+    assert (status.phase, status.observed_generation) == (Phase.SUCCEEDED, 1)
+    decision = reconcile(
+        Workflow(REF, edited_spec(emotionAlpha=2), status, generation=2),
+        given,
+        now=at(60),
+        limits=LIMITS,
+        policy=POLICY,
+    )
+    assert decision.ignored is not None
+    assert decision.status is None
+    assert decision.actions == ()
+
+
+def test_an_edited_running_workflow_that_is_deleted_is_cancelled_as_any() -> None:
+    decision = reconcile(
+        Workflow(REF, edited_spec(text="x"), running_at_generation_one(), generation=2),
+        Deleted(),
+        now=at(5),
+        limits=LIMITS,
+        policy=POLICY,
+    )
+    assert decision.status is not None
+    assert decision.status.phase == Phase.CANCELLED
+    assert [short(a) for a in decision.actions] == ["cancel speech/1", "event Cancelled"]
+
+
+def test_without_generations_a_spec_that_no_longer_reads_fails_naming_the_field() -> None:
+    """A store that keeps no generation cannot tell an edit: the spec is re-read on each input."""
     accepted = reconcile(
         Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=LIMITS, policy=POLICY
     )
     assert accepted.status is not None
-    edited = spec()
-    edited["workflowConfig"]["indexttsConfig"]["emotionAlpha"] = 2
+    assert accepted.status.observed_generation is None
     decision = reconcile(
-        Workflow(REF, edited, accepted.status), Tick(), now=at(1), limits=LIMITS, policy=POLICY
+        Workflow(REF, edited_spec(emotionAlpha=2), accepted.status),
+        Tick(),
+        now=at(1),
+        limits=LIMITS,
+        policy=POLICY,
     )
     assert decision.status is not None
     assert decision.status.phase == Phase.FAILED
