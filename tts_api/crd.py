@@ -29,6 +29,15 @@ HEADER = (
     "# tests/api/test_crd.py fails when this file and the models drift apart.\n"
 )
 
+# The spec is immutable once created. A transition rule: the API server checks it on updates only
+# (``oldSelf`` is the stored spec), from Kubernetes 1.25 on; status is a subresource and metadata is
+# outside spec, so the operator's status, finalizer and annotation writes never meet it. An older
+# server drops the rule, and the operator fails a workflow whose spec was edited (reason SpecChanged).
+SPEC_IMMUTABLE_RULE: dict[str, str] = {
+    "rule": "self == oldSelf",
+    "message": "spec is immutable once created: create a new TTSWorkflow instead",
+}
+
 # Keys of pydantic's JSON schema that a Kubernetes structural schema keeps as they are.
 _KEPT = {
     "description",
@@ -101,6 +110,7 @@ def open_api_schema() -> dict[str, Any]:
     spec = structural_schema(
         TTSWorkflowSpec.model_json_schema(by_alias=True, mode="validation"), defaults=True
     )
+    spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), SPEC_IMMUTABLE_RULE]
     status = structural_schema(
         TTSWorkflowStatus.model_json_schema(by_alias=True, mode="serialization"), defaults=False
     )

@@ -2,11 +2,13 @@
 
 A small validator of the structural-schema subset the CRD uses, with the API server's semantics:
 RE2 patterns (google-re2), CEL ``x-kubernetes-validations`` (cel-python), ``x-kubernetes-list-type:
-set``, and unknown fields pruned rather than rejected.
+set``, and unknown fields pruned rather than rejected. A transition rule (one that names ``oldSelf``)
+is checked on an update only, against the stored value (``old``), as the API server does.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import celpy
@@ -29,8 +31,14 @@ def _type_ok(kind: str, value: Any) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
-def schema_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
-    """Every rule of ``schema`` that ``value`` breaks, as 'path: rule' strings."""
+# No stored value: a create, or a value the API server cannot pair with a stored one.
+_NO_OLD: Any = object()
+_NAMES_OLD_SELF = re.compile(r"\boldSelf\b")
+
+
+def schema_errors(schema: dict[str, Any], value: Any, path: str = "", *, old: Any = _NO_OLD) -> list[str]:
+    """Every rule of ``schema`` that ``value`` breaks, as 'path: rule' strings; ``old`` is the
+    stored value on an update (object fields are paired with their stored ones, list items are not)."""
     here = path or "<root>"
     kind = schema.get("type")
     if kind and not _type_ok(kind, value):
@@ -62,19 +70,26 @@ def schema_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[st
         for name, item in value.items():
             child = f"{path}.{name}" if path else name
             if name in properties:
-                errors += schema_errors(properties[name], item, child)
+                stored = old.get(name, _NO_OLD) if isinstance(old, dict) else _NO_OLD
+                errors += schema_errors(properties[name], item, child, old=stored)
             elif isinstance(extra, dict):
                 errors += schema_errors(extra, item, child)
     for rule in schema.get("x-kubernetes-validations", []):
-        if not errors and not _cel_holds(rule["rule"], value):
+        transition = _NAMES_OLD_SELF.search(rule["rule"]) is not None
+        if transition and old is _NO_OLD:
+            continue
+        if not errors and not _cel_holds(rule["rule"], value, old if transition else _NO_OLD):
             errors.append(f"{here}: {rule['message']}")
     return errors
 
 
-def _cel_holds(rule: str, value: Any) -> bool:
+def _cel_holds(rule: str, value: Any, old: Any = _NO_OLD) -> bool:
     environment = celpy.Environment()
     program = environment.program(environment.compile(rule))
-    return bool(program.evaluate({"self": json_to_cel(value)}))
+    activation = {"self": json_to_cel(value)}
+    if old is not _NO_OLD:
+        activation["oldSelf"] = json_to_cel(old)
+    return bool(program.evaluate(activation))
 
 
 def structural_violations(schema: dict[str, Any], path: str = "") -> list[str]:

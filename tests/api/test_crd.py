@@ -277,3 +277,38 @@ def test_cli_check_reports_drift(tmp_path: Path) -> None:
     assert main(["crd", "--check", str(target)]) == 0
     target.write_text(target.read_text(encoding="utf-8").replace("ttswf", "tw"), encoding="utf-8")
     assert main(["crd", "--check", str(target)]) == 1
+
+
+# --- the spec is immutable once created ---------------------------------------------------------
+
+
+def test_the_spec_carries_the_immutability_rule_and_nothing_else_does(schema: dict[str, Any]) -> None:
+    rule = {
+        "rule": "self == oldSelf",
+        "message": "spec is immutable once created: create a new TTSWorkflow instead",
+    }
+    assert rule == crd.SPEC_IMMUTABLE_RULE
+    assert schema["properties"]["spec"]["x-kubernetes-validations"] == [rule]
+    built = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert built["properties"]["spec"]["x-kubernetes-validations"] == [rule]
+    # Not on the object nor on status: the operator's writes (status, finalizers) must never meet it.
+    assert "x-kubernetes-validations" not in schema
+    assert "oldSelf" not in yaml.safe_dump(schema["properties"]["status"])
+
+
+def test_the_api_server_refuses_a_spec_edit_and_admits_the_operators_writes(schema: dict[str, Any]) -> None:
+    stored = manifest()
+    message = "spec is immutable once created: create a new TTSWorkflow instead"
+    assert schema_errors(schema, stored) == [], "a create is not an edit: the transition rule is not checked"
+    assert schema_errors(schema, stored, old=stored) == []
+    health_check = edited(stored, _chain("indextts.health_check"))
+    del health_check["spec"]["workflowConfig"]["indexttsConfig"]
+    for changed in (manifest(emotionAlpha=0.3), manifest(text="另一段话"), health_check):
+        assert schema_errors(schema, changed) == [], "each is a valid spec of its own"
+        assert schema_errors(schema, changed, old=stored) == [f"spec: {message}"]
+    # What the operator writes: status (a subresource), finalizers and annotations (metadata).
+    written = copy.deepcopy(stored)
+    written["status"] = {"phase": "Running", "progress": 10}
+    written["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    written["metadata"]["annotations"] = {"tts.indextts.io/last-handled-configuration": "{}"}
+    assert schema_errors(schema, written, old=stored) == []
