@@ -9,6 +9,7 @@ from datetime import datetime
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from nats_support.jetstream import ensure_jetstream
@@ -17,11 +18,12 @@ from tests.operator.cluster import eventually
 from tests.operator.memory_store import MemoryStore
 from tests.operator.scenarios import duplicates_dropped
 from tts_api.errors import ErrorCode
-from tts_api.messages import WorkflowRef, encode, make_job_id
-from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
+from tts_api.messages import CancelMessage, WorkflowRef, decode_command, encode, make_job_id
+from tts_api.nats_names import CANCEL_SUBJECT, EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.reconcile import Created, Deleted, Limits, Resumed, Tick, WorkerEventInput
 from tts_operator.runner import Runner
+from tts_operator.store import workflow_from_body
 
 BATCH = 0.3
 
@@ -214,4 +216,52 @@ async def test_a_retry_is_published_after_its_backoff_unless_superseded(
         await runner.handle(Deleted(), workflow=current)
     await asyncio.sleep(0.6)
     assert await jobs_stored(context) == (2 if then == "retry-published" else 1)
+    await runner.close()
+
+
+@pytest.mark.parametrize("runner_kind", ["the runner that accepted it", "a restarted runner"])
+async def test_the_next_tick_brings_an_edited_specs_generation_to_the_core(
+    runner_kind: str, js: tuple[NatsClient, JetStreamContext]
+) -> None:
+    """The runner keeps its own status of a workflow, but spec and generation come from each body."""
+    nc, context = js
+    cancels: list[CancelMessage] = []
+
+    async def on_cancel(message: Msg) -> None:
+        command = decode_command(message.data)
+        assert isinstance(command, CancelMessage)
+        cancels.append(command)
+
+    await nc.subscribe(CANCEL_SUBJECT, cb=on_cancel)
+    store = MemoryStore()
+    store.add("hello", spec())
+    body = store.bodies[("default", "hello")]
+    body["metadata"]["generation"] = 1  # as the API server sets it on create
+    runner = make_runner(store, nc, context)
+    await runner.handle(Created(), workflow=workflow_from_body(body))
+    await runner.handle(as_event(started()), namespace="default", name="hello")
+    assert (store.status("hello")["phase"], store.status("hello")["observedGeneration"]) == ("Running", 1)
+
+    # kubectl edit on a server without CEL rules: the spec changes, the generation goes up.
+    edited = spec()
+    edited["workflowConfig"]["indexttsConfig"]["text"] = "a different text"
+    body["spec"], body["metadata"]["generation"] = edited, 2
+    if runner_kind == "a restarted runner":
+        await runner.close()
+        runner = make_runner(store, nc, context)
+    # kopf's timer passes the body it holds, which carries the edit.
+    decision = await runner.handle(Tick(), workflow=await store.get("default", "hello"))
+
+    assert decision.status is not None
+    status = store.status("hello")
+    assert status["phase"] == "Failed"
+    assert status["observedGeneration"] == 2
+    assert status["error"]["code"] == "INVALID_INPUT"
+    assert "(generation 2, accepted at 1)" in status["error"]["message"]
+    assert "create a new TTSWorkflow" in status["error"]["message"]
+    failed_condition = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed_condition["status"], failed_condition["reason"]) == ("True", "SpecChanged")
+    assert store.events[-1] == ("hello", "SpecChanged")
+    await eventually(lambda: len(cancels) == 1, within=3, what="the running job was cancelled")
+    assert cancels[0].job_id == "uid-hello/generate_speech/1"
     await runner.close()
