@@ -16,6 +16,10 @@ from nats_support.embedded_nats import EmbeddedNats
 from tests.inference_pod.checkpoint_builder import Checkpoint
 from tts_api.policy import ValidationPolicy, policy_from_env
 
+# The real API server's fixtures (kube_api, kube_crd, chart_rbac, ...), for tests/kube and
+# tests/integration alike: one server per session.
+pytest_plugins = ["tests.kube.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.helm import Helm, fetch_helm
+from kube_testbed.helm import Helm, fetch_helm
 
 
 @pytest.fixture(scope="session")

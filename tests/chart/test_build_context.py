@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import REPO
+from kube_testbed.helm import REPO
 
 PACKAGES = {"tts_api", "tts_cli", "gateway", "inference_pod", "tts_operator"}
 

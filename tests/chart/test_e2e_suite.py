@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from e2e.cluster import Release, max_overlap, unique_name
-from tests.chart.helm import REPO
+from kube_testbed.helm import REPO
 
 SCENARIOS = {
     "test_examples.py",

@@ -12,8 +12,8 @@ import sys
 import httpx
 import pytest
 
+from kube_testbed.helm import Helm, component, env_of, named
 from nats_support.embedded_nats import EmbeddedNats
-from tests.chart.helm import Helm, component, env_of, named
 from tests.gateway.served import served_gateway
 from tts_api.policy import ValidationPolicy
 

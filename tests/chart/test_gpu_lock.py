@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.helm import CPU_VALUES, Helm, HelmError, by_kind, component, env_of, named
+from kube_testbed.helm import CPU_VALUES, Helm, HelmError, by_kind, component, env_of, named
 
 
 def inference_container(helm: Helm, *set_values: str, cpu: bool = False) -> dict[str, object]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from tests.chart.helm import CPU_VALUES, REPO, Helm, component, named
+from kube_testbed.helm import CPU_VALUES, REPO, Helm, component, named
 
 MAKE = shutil.which("make") or "make"
 DOCKERFILE = REPO / "images" / "Dockerfile"

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.chart.helm import REPO
+from kube_testbed.helm import REPO
 
 STAND_IN = """#!{python}
 import json, sys

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.chart.helm import Helm, Manifest, component
+from kube_testbed.helm import Helm, Manifest, component
 
 # (binding kind, namespace or "*" for cluster-wide, apiGroup, resource, resourceNames, verbs)
 Right = tuple[str, str, str, str, tuple[str, ...], tuple[str, ...]]
@@ -26,9 +26,6 @@ def operator_in(kind: str, namespace: str) -> set[Right]:
     }
 
 
-CRD_DISCOVERY: set[Right] = {
-    ("ClusterRole", "*", "apiextensions.k8s.io", "customresourcedefinitions", (), ("list", "watch"))
-}
 LEADER_LEASE: set[Right] = {
     ("Role", "speech", "coordination.k8s.io", "leases", (), ("create",)),
     ("Role", "speech", "coordination.k8s.io", "leases", (LEASE,), ("get", "patch")),
@@ -43,7 +40,7 @@ CASES: dict[str, tuple[Sequence[str], dict[str, set[Right]]]] = {
         (),
         {
             component("gateway"): GATEWAY,
-            component("operator"): operator_in("Role", "speech") | CRD_DISCOVERY | LEADER_LEASE,
+            component("operator"): operator_in("Role", "speech") | LEADER_LEASE,
         },
     ),
     "extra namespaces": (
@@ -53,7 +50,6 @@ CASES: dict[str, tuple[Sequence[str], dict[str, set[Right]]]] = {
             component("operator"): operator_in("Role", "speech")
             | operator_in("Role", "team-a")
             | operator_in("Role", "team-b")
-            | CRD_DISCOVERY
             | LEADER_LEASE,
         },
     ),
@@ -61,14 +57,14 @@ CASES: dict[str, tuple[Sequence[str], dict[str, set[Right]]]] = {
         ("operator.watchAllNamespaces=true",),
         {
             component("gateway"): GATEWAY,
-            component("operator"): operator_in("ClusterRole", "*") | CRD_DISCOVERY | LEADER_LEASE,
+            component("operator"): operator_in("ClusterRole", "*") | LEADER_LEASE,
         },
     ),
     "no leader election": (
         ("operator.leaderElection=false",),
         {
             component("gateway"): GATEWAY,
-            component("operator"): operator_in("Role", "speech") | CRD_DISCOVERY,
+            component("operator"): operator_in("Role", "speech"),
         },
     ),
 }
@@ -122,7 +118,7 @@ def test_no_rule_uses_wildcards_or_touches_secrets(helm: Helm) -> None:
 
 
 def test_the_operator_watches_the_namespaces_its_roles_cover(helm: Helm) -> None:
-    from tests.chart.helm import env_of, named
+    from kube_testbed.helm import env_of, named
 
     for set_values, expected in (
         ((), "speech"),
@@ -140,7 +136,7 @@ def operator_doc_rights() -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) of docs/operator.md's "RBAC: what the operator calls" table."""
     import re
 
-    from tests.chart.helm import REPO
+    from kube_testbed.helm import REPO
 
     path = REPO / "docs" / "operator.md"
     if not path.exists():

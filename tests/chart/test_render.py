@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import SchemaNotFoundError
 
-from tests.chart.helm import CPU_VALUES, REPO, Helm, Manifest, by_kind, component, named
+from kube_testbed.helm import CPU_VALUES, REPO, Helm, Manifest, by_kind, component, named
 
 EVERYTHING = Path(__file__).with_name("values-everything.yaml")
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0", "1.37.0")  # Chart.yaml's oldest, and the newest schemas we have
@@ -139,7 +139,7 @@ def test_every_service_selects_pods_of_the_release(helm: Helm) -> None:
 def test_the_chart_states_the_kubernetes_versions_it_supports(
     helm: Helm, kube_version: str, accepted: bool
 ) -> None:
-    from tests.chart.helm import CHART, HelmError
+    from kube_testbed.helm import CHART, HelmError
 
     args = ["template", "tts", str(CHART), "--kube-version", kube_version]
     if accepted:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import CPU_VALUES, Helm, by_kind, component, containers, env_of, named, pod_specs
+from kube_testbed.helm import CPU_VALUES, Helm, by_kind, component, containers, env_of, named, pod_specs
 from tests.chart.test_render import EVERYTHING
 
 VALUE_SETS = {"default": (), "cpu": (CPU_VALUES,), "everything": (EVERYTHING,)}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import Helm, component, env_of, named
+from kube_testbed.helm import Helm, component, env_of, named
 
 KEY = "smoke-key"
 

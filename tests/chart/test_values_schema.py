@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, CPU_VALUES, Helm, HelmError
+from kube_testbed.helm import CHART, CPU_VALUES, Helm, HelmError
 
 # (--set, the value the message must name, what it must say). Helm 3 names a value `a.b: ...`,
 # helm 4 `at '/a/b': ...`; both are accepted, so that the table holds for either.
@@ -93,7 +93,7 @@ COMMON_KEYS = {
 
 
 def test_docs_helm_md_documents_every_value() -> None:
-    from tests.chart.helm import REPO
+    from kube_testbed.helm import REPO
 
     docs = (REPO / "docs" / "helm.md").read_text()
     values = yaml.safe_load((CHART / "values.yaml").read_text())

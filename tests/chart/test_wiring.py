@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
 from inference_pod.settings import WorkerSettings
-from tests.chart.helm import (
+from kube_testbed.helm import (
     CPU_VALUES,
     Helm,
     HelmError,

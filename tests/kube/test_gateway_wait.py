@@ -12,9 +12,9 @@ import pytest
 
 from gateway.kubernetes_backend import KubernetesBackend
 from kube_access.workflows import Workflows
-from tests.chart.helm import NAMESPACE
+from kube_testbed.apiserver import RealApiServer
+from kube_testbed.helm import NAMESPACE
 from tests.gateway.test_kubernetes_backend import gateway_over
-from tests.kube.apiserver import RealApiServer
 from tests.kube.test_apiserver import GATEWAY, OPERATOR, as_service_account
 from tts_api.constants import API_GROUP_VERSION, KIND, Phase
 from tts_api.policy import ValidationPolicy

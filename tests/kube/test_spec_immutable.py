@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from kube_access.workflows import MERGE_PATCH, Workflows
-from tests.kube.apiserver import CEL_RULES_SINCE, RealApiServer
+from kube_testbed.apiserver import CEL_RULES_SINCE, RealApiServer
 from tts_api.constants import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL, Phase
 from tts_api.crd import SPEC_IMMUTABLE_RULE
 from tts_api.errors import ErrorCode

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "indextts"
 CPU_VALUES = CHART / "values-cpu.yaml"
 FETCH_HELM = REPO / "scripts" / "fetch_helm.py"

@@ -1,6 +1,6 @@
-"""A real Kubernetes API server for the session (a test that needs one fails when no binaries can be
-found: `make test` builds them), the TTSWorkflow CRD on it, and the chart's RBAC applied to it as
-rendered."""
+"""Fixtures of a real Kubernetes API server for the session (a test that needs one fails when no
+binaries can be found: `make test` builds them), the TTSWorkflow CRD on it, and the chart's RBAC
+applied to it as rendered. Loaded for every test directory by tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import utils
 
-from tests.chart.helm import NAMESPACE, Helm, by_kind, fetch_helm
-from tests.kube.apiserver import (
+from kube_testbed.apiserver import (
     REPO,
     Assets,
     AssetsNotFoundError,
@@ -22,12 +20,12 @@ from tests.kube.apiserver import (
     find_assets,
     real_api_server,
 )
+from kube_testbed.stack import apply_chart_rbac
 
 CRD_FILE = REPO / "crds" / "ttsworkflows.tts.indextts.io.yaml"
 # A static-token user that no RBAC rule names: every request it makes beyond discovery is forbidden.
 NOBODY = "nobody"
 SESSION_USERS = (User(NOBODY),)
-RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +62,4 @@ def kube_namespace(kube_api: RealApiServer) -> str:
 def chart_rbac(kube_api: RealApiServer, kube_crd: dict[str, Any]) -> list[dict[str, Any]]:
     """The chart's ServiceAccounts, Roles, ClusterRoles and bindings (default values), created on the
     server unchanged in the release namespace; tokens of those ServiceAccounts act as the components."""
-    docs = Helm(fetch_helm()).template()
-    rbac = [doc for kind in RBAC_KINDS for doc in by_kind(docs, kind)]
-    kube_api.ensure_namespace(NAMESPACE)
-    with kube_api.api_client() as api:
-        for doc in rbac:
-            utils.create_from_dict(api, doc, namespace=NAMESPACE)  # type: ignore[no-untyped-call]
-    return rbac
+    return apply_chart_rbac(kube_api)
