@@ -133,11 +133,13 @@ def start_operator(
 ) -> Component:
     """``indextts-k8s operator`` watching ``namespace``; with ``lease_namespace``, leader election
     on (the Lease ``lease_name`` there), else ``--standalone``. Returns once it has started (not
-    necessarily leading)."""
+    necessarily leading); its ``url`` serves its Prometheus metrics."""
+    metrics_port = free_port()
     settings = {
         **shared_env(share_dir),
         "KUBECONFIG": str(kubeconfig),
         "POD_NAME": name,
+        "TTS_OPERATOR_METRICS_PORT": str(metrics_port),
         "TTS_OPERATOR_NATS_URL": nats_url,
         "TTS_OPERATOR_NAMESPACES": namespace,
         "TTS_OPERATOR_TICK_SECONDS": "1",
@@ -147,7 +149,9 @@ def start_operator(
         settings["TTS_OPERATOR_LEASE_NAMESPACE"] = lease_namespace
         if lease_name:
             settings["TTS_OPERATOR_LEASE_NAME"] = lease_name
-    return _spawn(name, ["operator"], {**settings, **(env or {})}, log_dir)
+    component = _spawn(name, ["operator"], {**settings, **(env or {})}, log_dir)
+    component.url = f"http://127.0.0.1:{metrics_port}"  # its /metrics
+    return component
 
 
 def start_gateway(
