@@ -22,12 +22,12 @@ def tts_error_json(
 
 
 def not_found(workflow_id: str) -> JSONResponse:
+    """No workflow has this id: 404 ``WORKFLOW_NOT_FOUND``, naming it in ``workflow_id``."""
     return tts_error_json(
         TTSError(
-            ErrorCode.INVALID_INPUT,
+            ErrorCode.WORKFLOW_NOT_FOUND,
             f"no workflow {workflow_id!r}: check the id returned by POST /v1/workflows "
             "(finished workflows are deleted after their time to live)",
         ),
-        status_code=404,
         workflow_id=workflow_id,
     )

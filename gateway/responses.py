@@ -70,7 +70,10 @@ class ErrorResponse(BaseModel):
     error: str
     error_code: ErrorCode
     task_id: str | None = None
-    workflow_id: str | None = None
+    workflow_id: str | None = Field(
+        default=None,
+        description="The workflow that failed, or the id that names no workflow (WORKFLOW_NOT_FOUND).",
+    )
     field: str | None = Field(default=None, description="The request field at fault, for INVALID_INPUT.")
 
 

@@ -21,7 +21,13 @@ from typing import Any
 import nats
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import (
+    InvalidKeyError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from tts_api.nats_names import WORKFLOWS_BUCKET
@@ -118,10 +124,11 @@ class LocalWorkflowStore:
         return workflow
 
     async def read_body(self, name: str) -> tuple[dict[str, Any], int] | None:
-        """The record as stored (the resource's JSON) and its revision; None when there is none."""
+        """The record as stored (the resource's JSON) and its revision; None when there is none, as
+        for a name that cannot be a key (no record has it)."""
         try:
             entry = await self._kv.get(name)
-        except (KeyNotFoundError, KeyDeletedError):
+        except (KeyNotFoundError, KeyDeletedError, InvalidKeyError):
             return None
         if entry.value is None or entry.revision is None:
             return None

@@ -9,7 +9,11 @@ from pydantic.alias_generators import to_camel
 
 
 class ErrorCode(StrEnum):
-    """The error codes of the IndexTTS service API (v1) (错误代码)."""
+    """The error codes of the IndexTTS service API (v1) (错误代码), and ``WORKFLOW_NOT_FOUND``.
+
+    ``WORKFLOW_NOT_FOUND`` is added beyond the v1 codes: the gateway's answer for a workflow id that
+    names no workflow. No workflow fails with it; every other code is also a workflow's failure.
+    """
 
     INVALID_INPUT = "INVALID_INPUT"
     MODEL_NOT_READY = "MODEL_NOT_READY"
@@ -17,6 +21,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_MEMORY = "INSUFFICIENT_MEMORY"
     TASK_TIMEOUT = "TASK_TIMEOUT"
     PROCESSING_ERROR = "PROCESSING_ERROR"
+    WORKFLOW_NOT_FOUND = "WORKFLOW_NOT_FOUND"
 
     @property
     def http_status(self) -> int:
@@ -35,6 +40,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INSUFFICIENT_MEMORY: 503,
     ErrorCode.TASK_TIMEOUT: 408,
     ErrorCode.PROCESSING_ERROR: 500,
+    ErrorCode.WORKFLOW_NOT_FOUND: 404,
 }
 
 

@@ -9,10 +9,11 @@ header ``Prefer: respond-async``): ``202`` with the workflow id at once.
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from gateway.app_state import Opened, Policy, Settings
@@ -22,17 +23,48 @@ from gateway.presenters import result_response, status_response, status_url
 from gateway.responses import AcceptedResponse, ErrorResponse, WorkflowStatusResponse
 from gateway.serving_log import log
 from tts_api.constants import Phase
-from tts_api.errors import ErrorCode, TTSError
+from tts_api.errors import ErrorCode, TTSError, invalid_input
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
 from tts_api.shared_paths import SharedPathError
 from tts_api.validation import parse_request
 
 router = APIRouter()
 
+# A workflow id is its TTSWorkflow's name: a Kubernetes object name (an RFC 1123 subdomain), which
+# is also a valid NATS KV key (local mode's records).
+WORKFLOW_ID = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+WORKFLOW_ID_MAX_LENGTH = 253
+
 
 def new_workflow_name() -> str:
     """A fresh name, valid as a Kubernetes object name and a NATS KV key."""
     return f"wf-{uuid.uuid4().hex[:16]}"
+
+
+def is_workflow_id(text: str) -> bool:
+    return len(text) <= WORKFLOW_ID_MAX_LENGTH and WORKFLOW_ID.fullmatch(text) is not None
+
+
+def checked_workflow_id(
+    workflow_id: Annotated[str, Path(description="The id POST /v1/workflows returned (wf-…).")],
+) -> str:
+    """The path's id, refused with 400 ``INVALID_INPUT`` naming ``workflow_id`` when no workflow can
+    have it, before either backend is asked (neither could hold it; NATS would refuse the key)."""
+    if not is_workflow_id(workflow_id):
+        raise invalid_input(
+            "workflow_id",
+            f"{workflow_id!r} is not a workflow id: an id is a Kubernetes object name (lowercase "
+            "letters, digits, '-' and '.', at most 253 characters), as returned by POST /v1/workflows",
+        )
+    return workflow_id
+
+
+WorkflowId = Annotated[str, Depends(checked_workflow_id)]
+# What the routes taking a workflow id answer for one that is malformed or names no workflow.
+ID_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "INVALID_INPUT (field workflow_id): not a workflow id"},
+    404: {"model": ErrorResponse, "description": "WORKFLOW_NOT_FOUND: no workflow has this id"},
+}
 
 
 def finished(workflow: TTSWorkflow) -> bool:
@@ -77,24 +109,33 @@ async def create_workflow(
     return JSONResponse(accepted_body.model_dump(mode="json"), status_code=202)
 
 
-@router.get("/v1/workflows/status/{workflow_id}", response_model=WorkflowStatusResponse)
-async def workflow_status(workflow_id: str, opened: Opened) -> Response:
+@router.get("/v1/workflows/status/{workflow_id}", response_model=WorkflowStatusResponse, responses=ID_ERRORS)
+async def workflow_status(workflow_id: WorkflowId, opened: Opened) -> Response:
     workflow = await opened.backend().get(workflow_id)
     if workflow is None:
         return not_found(workflow_id)
     return JSONResponse(status_response(workflow).model_dump(mode="json"))
 
 
-@router.get("/v1/workflows/{workflow_id}", summary="The workflow's result, or its status while it runs")
-async def workflow_result(workflow_id: str, opened: Opened) -> Response:
+@router.get(
+    "/v1/workflows/{workflow_id}",
+    summary="The workflow's result, or its status while it runs",
+    responses=ID_ERRORS,
+)
+async def workflow_result(workflow_id: WorkflowId, opened: Opened) -> Response:
     workflow = await opened.backend().get(workflow_id)
     if workflow is None:
         return not_found(workflow_id)
     return result_json(workflow)
 
 
-@router.get("/v1/workflows/{workflow_id}/audio", response_class=FileResponse, summary="Download the WAV")
-async def workflow_audio(workflow_id: str, opened: Opened, policy: Policy) -> Response:
+@router.get(
+    "/v1/workflows/{workflow_id}/audio",
+    response_class=FileResponse,
+    summary="Download the WAV",
+    responses=ID_ERRORS,
+)
+async def workflow_audio(workflow_id: WorkflowId, opened: Opened, policy: Policy) -> Response:
     workflow = await opened.backend().get(workflow_id)
     if workflow is None:
         return not_found(workflow_id)
@@ -122,8 +163,8 @@ async def workflow_audio(workflow_id: str, opened: Opened, policy: Policy) -> Re
     return FileResponse(path, media_type="audio/wav", filename=path.name)
 
 
-@router.delete("/v1/workflows/{workflow_id}", summary="Cancel and delete a workflow")
-async def delete_workflow(workflow_id: str, opened: Opened) -> Response:
+@router.delete("/v1/workflows/{workflow_id}", summary="Cancel and delete a workflow", responses=ID_ERRORS)
+async def delete_workflow(workflow_id: WorkflowId, opened: Opened) -> Response:
     if not await opened.backend().delete(workflow_id):
         return not_found(workflow_id)
     log.info("workflow %s deleted on request", workflow_id)

@@ -19,6 +19,27 @@ from tts_api.resource import TTSWorkflow, TTSWorkflowStatus
 
 GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
+# Every route that takes a workflow id, as (method, path with ``{id}``).
+ID_ROUTES = [
+    ("GET", "/v1/workflows/status/{id}"),
+    ("GET", "/v1/workflows/{id}"),
+    ("GET", "/v1/workflows/{id}/audio"),
+    ("DELETE", "/v1/workflows/{id}"),
+]
+
+
+def not_found_body(workflow_id: str) -> dict[str, Any]:
+    """The answer for an id that names no workflow, on every route and in both backends."""
+    return {
+        "status": "error",
+        "error": f"no workflow {workflow_id!r}: check the id returned by POST /v1/workflows "
+        "(finished workflows are deleted after their time to live)",
+        "error_code": "WORKFLOW_NOT_FOUND",
+        "task_id": None,
+        "workflow_id": workflow_id,
+        "field": None,
+    }
+
 
 @pytest.fixture
 def gateway(store: LocalWorkflowStore, policy: ValidationPolicy, nats_url: str) -> GatewayFactory:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from local_mode.record_store import LocalWorkflowStore
-from tests.gateway.conftest import GatewayFactory, settle
+from tests.gateway.conftest import ID_ROUTES, GatewayFactory, not_found_body, settle
 from tts_api.constants import Phase, StageState, TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
 from tts_api.resource import HeartbeatStatus, StageStatus, TTSWorkflow, TTSWorkflowStatus
@@ -211,21 +211,70 @@ async def test_a_body_that_is_not_json_is_400(raw: bytes, gateway: GatewayFactor
     assert response.json()["error_code"] == "INVALID_INPUT"
 
 
-async def test_unknown_workflow_is_404(gateway: GatewayFactory) -> None:
+@pytest.mark.parametrize(("method", "path"), ID_ROUTES)
+async def test_an_unknown_workflow_is_404_workflow_not_found(
+    method: str, path: str, gateway: GatewayFactory, store: LocalWorkflowStore
+) -> None:
     async with gateway() as client:
-        for path in (
-            "/v1/workflows/status/wf-missing",
-            "/v1/workflows/wf-missing",
-            "/v1/workflows/wf-missing/audio",
-        ):
-            response = await client.get(path)
-            assert response.status_code == 404, path
-            assert response.json()["error_code"] == "INVALID_INPUT"
-            assert "wf-missing" in response.json()["error"]
-        assert (await client.delete("/v1/workflows/wf-missing")).status_code == 404
+        known = (await client.post("/v1/workflows", json=SPEECH, params={"async": "1"})).json()
+        response = await client.request(method, path.format(id="wf-missing"))
+        assert response.status_code == 404
+        assert response.json() == not_found_body("wf-missing")
+        # A workflow deleted for good (after its time to live) answers the same.
+        await store.purge(known["workflow_id"])
+        gone = await client.request(method, path.format(id=known["workflow_id"]))
+    assert gone.status_code == 404
+    assert gone.json() == not_found_body(known["workflow_id"])
+
+
+@pytest.mark.parametrize(("method", "path"), ID_ROUTES)
+@pytest.mark.parametrize(
+    "workflow_id",
+    ["a%20b", "WF-UPPER", "wf_under", "-wf", "wf-", "a..b", "wf*", "%3E", "x" * 254],
+)
+async def test_a_malformed_workflow_id_is_400_naming_the_path_parameter(
+    method: str, path: str, workflow_id: str, gateway: GatewayFactory, store: LocalWorkflowStore
+) -> None:
+    async with gateway() as client:
+        response = await client.request(method, path.format(id=workflow_id))
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert (error["status"], error["error_code"], error["field"]) == ("error", "INVALID_INPUT", "workflow_id")
+    assert error["error"].startswith("workflow_id: ")
+    assert "is not a workflow id" in error["error"]
+
+
+@pytest.mark.parametrize("workflow_id", ["x", "wf-3c9a0d7e1b2f4a56", "hello.v2", "a" * 253])
+async def test_any_kubernetes_object_name_is_looked_up(workflow_id: str, gateway: GatewayFactory) -> None:
+    async with gateway() as client:
+        response = await client.get(f"/v1/workflows/status/{workflow_id}")
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "WORKFLOW_NOT_FOUND"
+
+
+async def test_unknown_paths_and_methods_keep_invalid_input(gateway: GatewayFactory) -> None:
+    async with gateway() as client:
         unknown = await client.get("/v2/nothing")
-        assert unknown.status_code == 404
-        assert unknown.json()["status"] == "error"
+        nested = await client.get("/v1/workflows/wf-a/b")
+        wrong_method = await client.put("/v1/workflows/wf-missing")
+    assert unknown.status_code == 404
+    assert (unknown.json()["status"], unknown.json()["error_code"]) == ("error", "INVALID_INPUT")
+    assert unknown.json()["error"] == "GET /v2/nothing: Not Found"
+    assert nested.status_code == 404
+    assert nested.json()["error_code"] == "INVALID_INPUT"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error_code"] == "INVALID_INPUT"
+
+
+async def test_the_openapi_description_names_the_id_errors(gateway: GatewayFactory) -> None:
+    async with gateway() as client:
+        openapi = (await client.get("/openapi.json")).json()
+    codes = openapi["components"]["schemas"]["ErrorCode"]["enum"]
+    assert "WORKFLOW_NOT_FOUND" in codes
+    for method, path in ID_ROUTES:
+        operation = openapi["paths"][path.replace("{id}", "{workflow_id}")][method.lower()]
+        assert "WORKFLOW_NOT_FOUND" in operation["responses"]["404"]["description"], path
+        assert "workflow_id" in operation["responses"]["400"]["description"], path
 
 
 async def test_audio_streams_the_wav_once_speech_succeeded(

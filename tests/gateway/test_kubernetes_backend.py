@@ -18,6 +18,7 @@ from gateway.kubernetes_backend import KubernetesBackend, WorkflowExistsError, o
 from gateway.settings import GatewaySettings
 from gateway.worker_directory import open_worker_directory
 from kube_access.client import api_client
+from tests.gateway.conftest import ID_ROUTES, not_found_body
 from tests.operator.cluster import emulated_api_server
 from tts_api.constants import API_GROUP, API_VERSION, PLURAL, Phase
 from tts_api.policy import ValidationPolicy
@@ -231,6 +232,34 @@ async def test_the_gateway_over_the_cluster(
     )
     assert lock["quota"] == {"name": "gpu-lock", "hard": 2, "used": 1}
     assert bad.status_code == 400
+
+
+async def test_an_unknown_or_malformed_id_over_the_cluster(
+    api_url: str, nats_url: str, unmounted_policy: ValidationPolicy
+) -> None:
+    async with gateway_over(api_client(api_url), nats_url, unmounted_policy) as client:
+        for method, path in ID_ROUTES:
+            name = (await client.post("/v1/workflows", json=SPEECH, params={"async": "1"})).json()[
+                "workflow_id"
+            ]
+            await asyncio.to_thread(  # gone from the API server, as after its time to live
+                custom(api_url).delete_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                NAMESPACE,
+                PLURAL,
+                name,
+            )
+            for workflow_id in ("wf-missing", name):
+                response = await client.request(method, path.format(id=workflow_id))
+                assert response.status_code == 404, (method, path, response.text)
+                assert response.json() == not_found_body(workflow_id)
+            malformed = await client.request(method, path.format(id="a%20b"))
+            assert malformed.status_code == 400, (method, path, malformed.text)
+            assert (malformed.json()["error_code"], malformed.json()["field"]) == (
+                "INVALID_INPUT",
+                "workflow_id",
+            )
 
 
 def test_the_gateway_reads_the_preset_names_from_the_workers_file(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import soundfile
 
+from tests.gateway.conftest import ID_ROUTES, not_found_body
 from tests.gateway.reference_shapes import (
     REFERENCE_GPU_LOCK,
     REFERENCE_HEALTH,
@@ -195,7 +196,14 @@ def test_bad_input_is_400_and_runs_nothing(body: dict[str, Any], field: str, sta
 
 def test_unknown_workflow_and_garbage(stack: Stack) -> None:
     with stack.client() as client:
-        assert client.get("/v1/workflows/status/wf-nope").status_code == 404
+        for method, path in ID_ROUTES:
+            unknown = client.request(method, path.format(id="wf-nope"))
+            assert unknown.status_code == 404, (method, path, unknown.text)
+            assert unknown.json() == not_found_body("wf-nope")
+            malformed = client.request(method, path.format(id="a%20b"))  # not a NATS key: no 500
+            assert malformed.status_code == 400, (method, path, malformed.text)
+            error = malformed.json()
+            assert (error["error_code"], error["field"]) == ("INVALID_INPUT", "workflow_id")
         garbage = client.post("/v1/workflows", content=b"{{{", headers={"Content-Type": "application/json"})
     assert garbage.status_code == 400
     assert garbage.json()["error_code"] == "INVALID_INPUT"

@@ -65,6 +65,15 @@ async def test_missing_records(store: LocalWorkflowStore) -> None:
         await store.replace_status("nope", TTSWorkflowStatus(), revision=1)
 
 
+@pytest.mark.parametrize("name", ["a b", "wf-1*", "wf>", ""])
+async def test_a_name_that_cannot_be_a_key_has_no_record(name: str, store: LocalWorkflowStore) -> None:
+    await store.create("wf-1", SPEC)
+    assert await store.read_body(name) is None
+    assert await store.get(name) is None
+    assert not await store.delete(name)
+    assert await store.get("wf-1") is not None
+
+
 async def test_delete_marks_the_record_and_purge_removes_it(store: LocalWorkflowStore) -> None:
     await store.create("wf-1", SPEC)
     assert await store.delete("wf-1")
