@@ -129,7 +129,7 @@ class Stack:
             custom.delete_collection_namespaced_custom_object(API_GROUP, API_VERSION, NAMESPACE, PLURAL)
 
             def none_left() -> bool:
-                listing = custom.list_namespaced_custom_object(API_GROUP, API_VERSION, NAMESPACE, PLURAL)
+                listing: Any = custom.list_namespaced_custom_object(API_GROUP, API_VERSION, NAMESPACE, PLURAL)
                 return not listing["items"]
 
             wait_until(none_left, timeout, "every TTSWorkflow deleted")

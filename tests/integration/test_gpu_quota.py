@@ -48,6 +48,13 @@ def kubectl(api: RealApiServer, *args: str, stdin: str = "") -> subprocess.Compl
     )
 
 
+def quota_status(core: client.CoreV1Api, part: str) -> dict[str, str]:
+    """The quota's ``status.hard`` or ``status.used`` (empty until the quota controller fills it)."""
+    status = core.read_namespaced_resource_quota(QUOTA, NAMESPACE).status
+    found: dict[str, str] = (getattr(status, part, None) or {}) if status is not None else {}
+    return found
+
+
 def inference_pods(core: client.CoreV1Api) -> list[client.V1Pod]:
     pods = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=inference")
     return [pod for pod in pods.items if pod.metadata and not pod.metadata.deletion_timestamp]
@@ -58,15 +65,11 @@ def test_the_gpu_quota_refuses_an_inference_pod_beyond_it(kube_api: RealApiServe
     quota, deployment = rendered("ResourceQuota"), rendered("Deployment")
     with kube_api.api_client() as admin:
         core, apps = client.CoreV1Api(admin), client.AppsV1Api(admin)
-        core.create_namespaced_resource_quota(NAMESPACE, quota)
+        made = kubectl(kube_api, "create", "-f", "-", stdin=yaml.safe_dump(quota))
+        assert made.returncode == 0, made.stderr
         try:
             wait_until(
-                lambda: (
-                    (core.read_namespaced_resource_quota(QUOTA, NAMESPACE).status.hard or {}).get(
-                        "requests.nvidia.com/gpu"
-                    )
-                    == str(GPUS)
-                ),
+                lambda: quota_status(core, "hard").get("requests.nvidia.com/gpu") == str(GPUS),
                 30,
                 "the quota controller filled the quota's status",
             )
@@ -85,8 +88,7 @@ def test_the_gpu_quota_refuses_an_inference_pod_beyond_it(kube_api: RealApiServe
 
             wait_until(refused, 30, "the ReplicaSet's FailedCreate: exceeded quota")
             assert len(inference_pods(core)) == GPUS
-            used = core.read_namespaced_resource_quota(QUOTA, NAMESPACE).status.used or {}
-            assert used.get("requests.nvidia.com/gpu") == str(GPUS)
+            assert quota_status(core, "used").get("requests.nvidia.com/gpu") == str(GPUS)
 
             # A pod made by hand from the same template is refused at admission, saying why.
             template = copy.deepcopy(deployment["spec"]["template"])
@@ -115,11 +117,11 @@ def _remove(core: client.CoreV1Api, apps: client.AppsV1Api) -> None:
         if exc.status != 404:
             raise
     for replica_set in apps.list_namespaced_replica_set(NAMESPACE).items:
-        assert replica_set.metadata is not None
-        apps.delete_namespaced_replica_set(replica_set.metadata.name, NAMESPACE)
+        if replica_set.metadata and replica_set.metadata.name:
+            apps.delete_namespaced_replica_set(replica_set.metadata.name, NAMESPACE)
     for pod in core.list_namespaced_pod(NAMESPACE).items:
-        assert pod.metadata is not None
-        core.delete_namespaced_pod(pod.metadata.name, NAMESPACE, grace_period_seconds=0)
+        if pod.metadata and pod.metadata.name:
+            core.delete_namespaced_pod(pod.metadata.name, NAMESPACE, grace_period_seconds=0)
     try:
         core.delete_namespaced_resource_quota(QUOTA, NAMESPACE)
     except ApiException as exc:

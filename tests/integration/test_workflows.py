@@ -38,14 +38,15 @@ def read(stack: Stack, name: str) -> dict[str, Any] | None:
     """The TTSWorkflow as the API server holds it (admin's view), None once it is gone."""
     with stack.api.api_client() as admin:
         try:
-            body: dict[str, Any] = client.CustomObjectsApi(admin).get_namespaced_custom_object(
+            body: Any = client.CustomObjectsApi(admin).get_namespaced_custom_object(
                 API_GROUP, API_VERSION, stack.namespace, PLURAL, name
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-    return body
+    found: dict[str, Any] = body
+    return found
 
 
 def create(stack: Stack, name: str, spec: dict[str, Any]) -> None:
