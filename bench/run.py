@@ -2,6 +2,7 @@
 
     python -m bench.run                 # the full run (a few minutes on 2 cores)
     python -m bench.run --quick         # tiny sizes: proves it runs (the smoke test uses this)
+    python -m bench.run --parts control-plane   # one part (the Kubernetes API's cost per workflow)
 
 Benchmarks print figures and assert nothing.
 """
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import baseline_celery, engine, memory, overhead, scaling
+from bench import baseline_celery, control_plane, engine, memory, overhead, scaling
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results.json"
@@ -45,6 +46,9 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("model_load_s", ""),
     ("espeak_rtf", ""),
     ("gateway_rss_mb_loaded", ""),
+    ("k8s_api_requests_per_workflow", ""),
+    ("k8s_api_writes_per_workflow", ""),
+    ("k8s_api_deletion_writes_per_workflow", ""),
 )
 
 
@@ -71,7 +75,7 @@ def machine() -> dict[str, float | str]:
     }
 
 
-PARTS = ("overhead", "baseline", "scaling", "engine", "memory")
+PARTS = ("overhead", "baseline", "scaling", "engine", "memory", "control-plane")
 
 
 def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = PARTS) -> dict[str, float]:
@@ -118,6 +122,14 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
         "memory": (
             "worker memory",
             lambda: worker_memory(work_dir / "memory", cache_dir, indextts2=not quick),
+        ),
+        "control-plane": (
+            "the Kubernetes API's cost per workflow (a real kube-apiserver)",
+            lambda: control_plane.measure(
+                workflows=10 if quick else 100,
+                idle_seconds=1.0 if quick else 5.0,
+                warmup=1 if quick else 2,
+            ),
         ),
     }
     results: dict[str, float] = {}
@@ -218,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     about = machine()
     with tempfile.TemporaryDirectory(prefix="indextts-bench-") as work:
         parts = [part.strip() for part in args.parts.split(",") if part.strip()]
-        results = run(quick=args.quick, work_dir=Path(work), cache_dir=CACHE, parts=parts)
+        try:
+            results = run(quick=args.quick, work_dir=Path(work), cache_dir=CACHE, parts=parts)
+        except control_plane.NoApiServerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
     print(table(results, about))

@@ -13,6 +13,7 @@ import pytest
 from bench import run
 from bench.baseline_celery import redis_server_binary
 from bench.stats import JobTiming, busy_fraction, engine_wait, overhead_figures, percentile
+from kube_testbed.apiserver import ASSETS_ENV, Assets
 
 # The headline keys of bench/results.json (the first table of bench/README.md).
 HEADLINE_KEYS = {
@@ -31,6 +32,9 @@ HEADLINE_KEYS = {
     "model_load_s",
     "espeak_rtf",
     "gateway_rss_mb_loaded",
+    "k8s_api_requests_per_workflow",
+    "k8s_api_writes_per_workflow",
+    "k8s_api_deletion_writes_per_workflow",
 }
 # The part of the bench that produces each.
 REQUIRED = {
@@ -49,6 +53,28 @@ REQUIRED = {
     "scaling": ["busy_fraction_w1", "busy_fraction_w2", "busy_fraction_w4"],
     "engine": ["engine_wrapper_overhead_pct", "speaker_cache_speedup", "model_load_s", "espeak_rtf"],
     "memory": [],
+    "control-plane": [
+        "k8s_api_requests_per_workflow",
+        "k8s_api_writes_per_workflow",
+        "k8s_api_deletion_writes_per_workflow",
+    ],
+}
+# Figures of the control-plane part besides the headline, whatever routes a run shows.
+CONTROL_PLANE_KEYS = {
+    "k8s_api_workflows",
+    "k8s_api_reads_per_workflow",
+    "k8s_api_refused",
+    "k8s_api_create_ttsworkflows_per_workflow",
+    "k8s_api_patch_ttsworkflows_per_workflow",
+    "k8s_api_patch_ttsworkflows_status_per_workflow",
+    "k8s_api_create_events_per_workflow",
+    "k8s_api_service_account_requests_per_workflow",
+    "k8s_api_server_own_requests_per_workflow",
+    "k8s_api_deletion_requests_per_workflow",
+    "k8s_api_deletion_delete_ttsworkflows_per_workflow",
+    "k8s_api_idle_requests_per_s",
+    "k8s_api_idle_writes_per_s",
+    "k8s_workflows_per_s",
 }
 
 
@@ -89,6 +115,23 @@ def test_the_celery_baseline_produces_its_figures(tmp_path: Path) -> None:
 def test_the_engine_and_memory_parts_produce_their_figures(tmp_path: Path) -> None:
     results = run_parts(tmp_path, ["engine", "memory"])
     assert {"worker_rss_mb_espeak", "worker_hwm_mb_espeak"} <= results.keys()
+
+
+def test_the_kubernetes_api_cost_part_produces_its_figures(tmp_path: Path, kube_assets: Assets) -> None:
+    """On a real API server of its own (the fixture fails the test when there are no binaries)."""
+    results = run_parts(tmp_path, ["control-plane"])
+    missing = CONTROL_PLANE_KEYS - results.keys()
+    assert not missing, f"not reported: {sorted(missing)}"
+
+
+def test_the_kubernetes_api_cost_part_fails_without_an_api_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(ASSETS_ENV, str(tmp_path))  # a directory without etcd or kube-apiserver
+    out = tmp_path / "results.json"
+    assert run.main(["--quick", "--parts", "control-plane", "--out", str(out)]) == 2
+    assert "needs a real Kubernetes API server" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_command_writes_a_flat_results_file(tmp_path: Path) -> None:
