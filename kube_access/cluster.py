@@ -3,15 +3,17 @@ lock's capacity) and the Lease that elects the operator's leader."""
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kubernetes import client
+from kubernetes.client import ApiException
 
-from kube_access.client import NotFoundError, call
+from kube_access.client import ConflictError, NotFoundError, call
 from kube_access.workflows import MERGE_PATCH
 from tts_api.constants import API_GROUP_VERSION, KIND
 
@@ -81,23 +83,60 @@ class ResourceQuotas:
 
 
 class Leases:
-    """``coordination.k8s.io/v1`` Leases; a write that loses a race raises ``ConflictError``."""
+    """``coordination.k8s.io/v1`` Leases, called synchronously: the leader election runs in threads of
+    its own (:mod:`kube_access.leader_election`). Every call gives up after ``timeout`` seconds.
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    Writes are JSON merge patches, the verb the chart grants on the operator's Lease (``patch``, not
+    ``update``); with a ``resource_version`` a patch fails with ``ConflictError`` if another replica
+    wrote first."""
+
+    def __init__(self, api_client: client.ApiClient, *, timeout: float) -> None:
         self._api: Any = client.CoordinationV1Api(api_client)
+        self._timeout = timeout
 
-    async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Lease as JSON (its times as the server wrote them); None when there is none."""
+    def read(self, namespace: str, name: str) -> client.V1Lease | None:
+        """The Lease; None when there is none."""
         try:
-            response = await call(self._api.read_namespaced_lease, name, namespace, _preload_content=False)
+            with _refusals():
+                lease: client.V1Lease = self._api.read_namespaced_lease(
+                    name, namespace, _request_timeout=self._timeout
+                )
         except NotFoundError:
             return None
-        body: dict[str, Any] = json.loads(response.data)
-        return body
+        return lease
 
-    async def create(self, namespace: str, body: dict[str, Any]) -> None:
-        await call(self._api.create_namespaced_lease, namespace, body)
+    def create(self, namespace: str, name: str, spec: dict[str, Any]) -> client.V1Lease:
+        """A new Lease; ``ConflictError`` when one of that name exists already."""
+        body = {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        with _refusals():
+            lease: client.V1Lease = self._api.create_namespaced_lease(
+                namespace, body, _request_timeout=self._timeout
+            )
+        return lease
 
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """A JSON merge patch; with ``metadata.resourceVersion`` in it, it fails if another wrote first."""
-        await call(self._api.patch_namespaced_lease, name, namespace, patch, _content_type=MERGE_PATCH)
+    def patch(
+        self, namespace: str, name: str, spec: dict[str, Any], *, resource_version: str | None
+    ) -> client.V1Lease:
+        """Merge ``spec`` into the Lease (a None value removes that field), if it is still at
+        ``resource_version`` (when given); the Lease as written."""
+        patch: dict[str, Any] = {"spec": spec}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        with _refusals():
+            lease: client.V1Lease = self._api.patch_namespaced_lease(
+                name, namespace, patch, _content_type=MERGE_PATCH, _request_timeout=self._timeout
+            )
+        return lease
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The API server's 404 and 409 as this package's errors, for a synchronous call."""
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status == 404:
+            raise NotFoundError(exc.reason or "not found") from None
+        if exc.status == 409:
+            raise ConflictError(exc.reason or "conflict") from None
+        raise

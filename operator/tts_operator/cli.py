@@ -74,15 +74,19 @@ def run(args: argparse.Namespace) -> int:
 
     elector = None
     if settings.leader_election and not args.standalone:
-        elector = LeaderElector(
-            api_client(settings.kube_api_url),
-            name=settings.lease_name,
-            namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
-            identity=os.environ.get("POD_NAME") or socket.gethostname(),
-            duration=settings.lease_duration_seconds,
-            renew_every=settings.lease_renew_seconds,
-            on_lost=on_lost,
-        )
+        try:
+            elector = LeaderElector(
+                api_client(settings.kube_api_url),
+                name=settings.lease_name,
+                namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                identity=os.environ.get("POD_NAME") or socket.gethostname(),
+                duration=settings.lease_duration_seconds,
+                renew_every=settings.lease_renew_seconds,
+                on_lost=on_lost,  # called in the election's thread: a signal is safe from there
+            )
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
     registry = kopf.OperatorRegistry()  # handlers.register adds the logins too
     register(registry, settings, policy=policy, elector=elector)
     if settings.metrics_port:
@@ -119,7 +123,7 @@ def _wait_for_the_lease(elector: LeaderElector, liveness_endpoint: str) -> bool:
 
         async def wait() -> bool:
             loop = asyncio.get_running_loop()
-            acquired = asyncio.ensure_future(elector.acquire(renew=False))
+            acquired = asyncio.ensure_future(elector.acquire())
             stop = asyncio.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
@@ -130,7 +134,9 @@ def _wait_for_the_lease(elector: LeaderElector, liveness_endpoint: str) -> bool:
                 loop.remove_signal_handler(signum)
             if not acquired.done():
                 acquired.cancel()
+                await elector.release()  # ends its part (and gives the Lease up, had it just won it)
                 return False
+            acquired.result()  # raises if the election ended without this replica leading
             return True
 
         return asyncio.run(wait())

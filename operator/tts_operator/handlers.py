@@ -44,7 +44,7 @@ def register(
 
     ``store_factory`` defaults to the Kubernetes API (``config.kube_api_url``, else in-cluster, else
     KUBECONFIG); ``elector``, when given, has been won before kopf starts (the CLI waits for the
-    Lease first, so a standby runs no watches at all), and is renewed from kopf's startup on.
+    Lease first, so a standby runs no watches at all), and renews the Lease in a thread of its own.
     """
 
     if config.kube_api_url:
@@ -68,10 +68,8 @@ def register(
         # timer has exited, and re-checks every cancellation_polling seconds (60 by default): a
         # deletion would hang up to a minute. Check every second instead.
         settings.background.cancellation_polling = 1
-        if elector is not None:
-            if not elector.leading:
-                await elector.acquire(renew=False)
-            elector.start_renewing()
+        if elector is not None and not elector.leading:
+            await elector.acquire()
         store = (
             store_factory()
             if store_factory

@@ -61,7 +61,8 @@ async def test_the_operator_process_dispatches_and_serves_metrics(
             "TTS_OPERATOR_NATS_URL": nats_url,
             "TTS_OPERATOR_METRICS_PORT": str(metrics_port),
             "TTS_OPERATOR_LEADER_ELECTION": "true",
-            "TTS_OPERATOR_LEASE_RENEW_SECONDS": "0.5",
+            "TTS_OPERATOR_LEASE_DURATION_SECONDS": "3",
+            "TTS_OPERATOR_LEASE_RENEW_SECONDS": "1",
             "POD_NAME": "operator-test-0",
         }
         process = subprocess.Popen(  # noqa: ASYNC220 (a child process for the length of the test)
@@ -113,7 +114,7 @@ def start_operator(api_url: str, nats_url: str, pod: str, health_port: int) -> s
         "TTS_OPERATOR_METRICS_PORT": "0",
         "TTS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{health_port}/healthz",
         "TTS_OPERATOR_LEASE_DURATION_SECONDS": "3",
-        "TTS_OPERATOR_LEASE_RENEW_SECONDS": "0.3",
+        "TTS_OPERATOR_LEASE_RENEW_SECONDS": "1",
         "POD_NAME": pod,
     }
     return subprocess.Popen(
@@ -157,7 +158,7 @@ async def test_a_standby_replica_waits_then_takes_over(nats_url: str) -> None:
             await eventually(
                 lambda: alive(second_port), within=20, what="the standby answers its liveness probe"
             )
-            await asyncio.sleep(1.0)  # several renewals: the standby must keep waiting
+            await asyncio.sleep(3.5)  # longer than the lease, renewed meanwhile: the standby keeps waiting
             assert second.poll() is None
             first_output = await stop_operator(first)
             assert first.returncode == 0, first_output
@@ -170,3 +171,23 @@ async def test_a_standby_replica_waits_then_takes_over(nats_url: str) -> None:
             second_output = await stop_operator(second) if second is not None else ""
         assert "leading: Lease default/indextts-operator held by replica-b" in second_output
         assert "waiting to lead" in second_output
+
+
+def test_lease_settings_that_make_no_valid_election_stop_the_operator_saying_why() -> None:
+    env = {
+        **os.environ,
+        "TTS_OPERATOR_KUBE_API_URL": "http://127.0.0.1:9",  # never called
+        "TTS_OPERATOR_METRICS_PORT": "0",
+        "TTS_OPERATOR_LEASE_RENEW_SECONDS": "0.5",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tts_cli.main", "operator", "-A"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "TTS_OPERATOR_LEASE_RENEW_SECONDS=0.5" in done.stdout + done.stderr
+    assert "the retry period (0.5 s) must be at least 1 s" in done.stdout + done.stderr
