@@ -22,6 +22,14 @@ class Workflows:
         # Typed loosely: the client's generated signatures return ``object`` for custom objects.
         self._custom: Any = client.CustomObjectsApi(api_client)
 
+    async def served(self) -> bool:
+        """Whether the API server serves the TTSWorkflow resource (discovery: any user may ask)."""
+        try:
+            found: Any = await call(self._custom.get_api_resources, API_GROUP, API_VERSION)
+        except NotFoundError:
+            return False
+        return any(resource.name == PLURAL for resource in found.resources or [])
+
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The workflow as the API server holds it; None when there is none."""
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -14,7 +15,7 @@ import kopf
 from tts_api.constants import API_GROUP, API_VERSION, FINISHED_PHASES, PLURAL
 from tts_api.policy import ValidationPolicy
 from tts_operator.leader import LeaderElector
-from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick
+from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, expires_at
 from tts_operator.runtime import Runtime
 from tts_operator.settings import Settings
 from tts_operator.store import KubernetesStore, WorkflowStore, workflow_from_body
@@ -47,6 +48,8 @@ def register(
     Lease first, so a standby runs no watches at all), and renews the Lease in a thread of its own.
     """
 
+    limits = config.limits()
+
     if config.kube_api_url:
         # Only when configured: an API server reached without credentials (kubectl proxy, tests).
         @kopf.on.login(registry=registry)
@@ -68,13 +71,23 @@ def register(
         # timer has exited, and re-checks every cancellation_polling seconds (60 by default): a
         # deletion would hang up to a minute. Check every second instead.
         settings.background.cancellation_polling = 1
+        # No scanning: kopf would list and watch namespaces (to match patterns) and CRDs (to notice
+        # them appear), rights the chart does not grant; refused, it retries each for about 55 s
+        # before falling back. The operator watches exact namespaces (or all) and checks below that
+        # the CRD is served, once.
+        settings.scanning.disabled = True
         if elector is not None and not elector.leading:
             await elector.acquire()
-        store = (
-            store_factory()
-            if store_factory
-            else KubernetesStore.connect(config.kube_api_url, config.namespace_list())
-        )
+        if store_factory is not None:
+            store: WorkflowStore = store_factory()
+        else:
+            kubernetes_store = KubernetesStore.connect(config.kube_api_url, config.namespace_list())
+            if not await kubernetes_store.resource_served():
+                raise kopf.PermanentError(
+                    f"the API server serves no {PLURAL}.{API_GROUP}/{API_VERSION}: install the "
+                    "TTSWorkflow CRD (kubectl apply --server-side -f crds/), then start the operator"
+                )
+            store = kubernetes_store
         runtime = await Runtime.start(config, store, policy)
         memo.runtime = runtime
         if elector is not None:
@@ -122,11 +135,21 @@ def register(
     async def ttsworkflow_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(Tick(), body, memo)
 
-    @kopf.timer(
+    @kopf.daemon(
         *RESOURCE,
         registry=registry,
-        interval=config.ttl_check_seconds,
+        backoff=RETRY_SECONDS,
         when=lambda status, **_: _finished(status),
     )
-    async def ttsworkflow_expiry(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await reconcile(Tick(), body, memo)
+    async def ttsworkflow_expiry(
+        body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
+    ) -> None:
+        """Sleeps until the finished workflow's time to live runs out, then lets the core delete it
+        (at most ``ttl_check_seconds`` at a time, so that a changed TTL is seen)."""
+        while not stopped:
+            due = expires_at(workflow_from_body(body), now=datetime.now(UTC), limits=limits)
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if wait <= 0:
+                await reconcile(Tick(), body, memo)
+                return
+            await stopped.wait(min(wait, config.ttl_check_seconds))

@@ -432,12 +432,18 @@ def _on_completed(
 # --- the timer -------------------------------------------------------------------------------------
 
 
-def _on_tick_finished(workflow: Workflow, *, now: datetime, limits: Limits) -> Decision:
-    """A finished workflow is deleted ``ttlSecondsAfterFinished`` after it finished."""
+def expires_at(workflow: Workflow, *, now: datetime, limits: Limits) -> datetime:
+    """When a finished workflow is due for deletion: ``ttlSecondsAfterFinished`` after it finished."""
     status = workflow.status
     ttl = _raw_int(workflow.spec, "ttlSecondsAfterFinished", limits.default_ttl_seconds)
     finished = status.finished_at or status.updated_at or now
-    if now >= finished + timedelta(seconds=ttl):
+    return finished + timedelta(seconds=ttl)
+
+
+def _on_tick_finished(workflow: Workflow, *, now: datetime, limits: Limits) -> Decision:
+    """A finished workflow is deleted ``ttlSecondsAfterFinished`` after it finished."""
+    if now >= expires_at(workflow, now=now, limits=limits):
+        ttl = _raw_int(workflow.spec, "ttlSecondsAfterFinished", limits.default_ttl_seconds)
         return Decision(None, (DeleteWorkflow(f"finished {ttl} s ago (ttlSecondsAfterFinished)"),))
     return ignore("finished; its time to live has not run out")
 

@@ -81,6 +81,10 @@ class KubernetesStore:
     def connect(cls, api_url: str = "", namespaces: list[str] | None = None) -> KubernetesStore:
         return cls(kube_access.client.api_client(api_url), namespaces)
 
+    async def resource_served(self) -> bool:
+        """Whether the API server serves TTSWorkflows (the CRD is installed and established)."""
+        return await self._workflows.served()
+
     async def get(self, namespace: str | None, name: str) -> Workflow | None:
         body = await self._workflows.get(namespace or "default", name)
         return workflow_from_body(body) if body is not None else None

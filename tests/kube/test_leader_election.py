@@ -22,8 +22,8 @@ from kubernetes.leaderelection import leaderelection as library
 
 from kube_access.leader_election import ElectionTiming, LeaseElection
 from kube_access.workflows import MERGE_PATCH
+from kube_testbed.apiserver import RealApiServer
 from kube_testbed.helm import NAMESPACE, Helm, fetch_helm, named
-from tests.kube.apiserver import RealApiServer
 from tests.kube.test_apiserver import OPERATOR, as_service_account
 
 TIMING = ElectionTiming(lease_duration=3, renew_deadline=2.0, retry_period=1.0)
