@@ -180,6 +180,31 @@ def test_a_finished_workflow_is_deleted_after_its_time_to_live(stack: Stack) -> 
     assert time.monotonic() - finished >= 2.0, "not before its time to live"
 
 
+def test_a_spec_edited_while_running_fails_the_workflow_and_cancels_its_job(stack: Stack) -> None:
+    """On a server without CEL the edit is admitted; the operator holds the rule: the spec of an
+    accepted workflow cannot change (docs/api.md, "Changing a workflow's spec")."""
+    with stack.slow_workers(30) as (worker,), stack.client() as http:
+        workflow_id = submit(http, speech("edited"))
+        wait_until(lambda: status_of(http, workflow_id)["status"] == "running", 30, "running")
+        with stack.api.api_client() as admin:
+            client.CustomObjectsApi(admin).patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                stack.namespace,
+                PLURAL,
+                workflow_id,
+                {"spec": {"workflowConfig": {"indexttsConfig": {"text": "别的话"}}}},
+            )
+        wait_until(lambda: phase(stack, workflow_id) == "Failed", 20, "Failed after the edit")
+        body = read(stack, workflow_id)
+        assert body is not None
+        assert body["status"]["error"]["code"] == "INVALID_INPUT"
+        assert "create a new TTSWorkflow" in body["status"]["error"]["message"]
+        assert {c["type"]: c["reason"] for c in body["status"]["conditions"]}["Failed"] == "SpecChanged"
+        worker.wait_for_log(r"cancel", timeout=15)
+    assert not (stack.share_dir / "out" / "edited.wav").exists()
+
+
 # --- faults ---------------------------------------------------------------------------------------
 
 
