@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -34,13 +35,20 @@ def api_client(api_url: str = "") -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-async def call(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``method(*args, **kwargs)`` off the event loop; 404 and 409 raised as this module's errors."""
+@contextmanager
+def refusals() -> Iterator[None]:
+    """The API server's 404 and 409 as this module's errors, around a synchronous call."""
     try:
-        return await asyncio.to_thread(method, *args, **kwargs)
+        yield
     except ApiException as exc:
         if exc.status == 404:
             raise NotFoundError(exc.reason or "not found") from None
         if exc.status == 409:
             raise ConflictError(exc.reason or "conflict") from None
         raise
+
+
+async def call(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``method(*args, **kwargs)`` off the event loop; 404 and 409 raised as this module's errors."""
+    with refusals():
+        return await asyncio.to_thread(method, *args, **kwargs)

@@ -4,16 +4,13 @@ lock's capacity) and the Lease that elects the operator's leader."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kubernetes import client
-from kubernetes.client import ApiException
 
-from kube_access.client import ConflictError, NotFoundError, call
+from kube_access.client import NotFoundError, call, refusals
 from kube_access.workflows import MERGE_PATCH
 from tts_api.constants import API_GROUP_VERSION, KIND
 
@@ -97,7 +94,7 @@ class Leases:
     def read(self, namespace: str, name: str) -> client.V1Lease | None:
         """The Lease; None when there is none."""
         try:
-            with _refusals():
+            with refusals():
                 lease: client.V1Lease = self._api.read_namespaced_lease(
                     name, namespace, _request_timeout=self._timeout
                 )
@@ -108,7 +105,7 @@ class Leases:
     def create(self, namespace: str, name: str, spec: dict[str, Any]) -> client.V1Lease:
         """A new Lease; ``ConflictError`` when one of that name exists already."""
         body = {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
-        with _refusals():
+        with refusals():
             lease: client.V1Lease = self._api.create_namespaced_lease(
                 namespace, body, _request_timeout=self._timeout
             )
@@ -122,21 +119,8 @@ class Leases:
         patch: dict[str, Any] = {"spec": spec}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
-        with _refusals():
+        with refusals():
             lease: client.V1Lease = self._api.patch_namespaced_lease(
                 name, namespace, patch, _content_type=MERGE_PATCH, _request_timeout=self._timeout
             )
         return lease
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """The API server's 404 and 409 as this package's errors, for a synchronous call."""
-    try:
-        yield
-    except ApiException as exc:
-        if exc.status == 404:
-            raise NotFoundError(exc.reason or "not found") from None
-        if exc.status == 409:
-            raise ConflictError(exc.reason or "conflict") from None
-        raise
