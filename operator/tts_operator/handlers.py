@@ -135,21 +135,13 @@ def register(
     async def ttsworkflow_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(Tick(), body, memo)
 
-    @kopf.daemon(
+    @kopf.timer(
         *RESOURCE,
         registry=registry,
-        backoff=RETRY_SECONDS,
+        interval=config.ttl_check_seconds,
         when=lambda status, **_: _finished(status),
     )
-    async def ttsworkflow_expiry(
-        body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
-    ) -> None:
-        """Sleeps until the finished workflow's time to live runs out, then lets the core delete it
-        (at most ``ttl_check_seconds`` at a time, so that a changed TTL is seen)."""
-        while not stopped:
-            due = expires_at(workflow_from_body(body), now=datetime.now(UTC), limits=limits)
-            wait = (due - datetime.now(UTC)).total_seconds()
-            if wait <= 0:
-                await reconcile(Tick(), body, memo)
-                return
-            await stopped.wait(min(wait, config.ttl_check_seconds))
+    async def ttsworkflow_expiry(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """A finished workflow is deleted once its time to live has run out (the core decides)."""
+        if expires_at(workflow_from_body(body), now=datetime.now(UTC), limits=limits) <= datetime.now(UTC):
+            await reconcile(Tick(), body, memo)

@@ -52,10 +52,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often each unfinished workflow is checked for timeouts."
     )
     ttl_check_seconds: float = Field(
-        default=60.0,
+        default=5.0,
         gt=0,
-        description="A finished workflow is deleted when its time to live runs out; until then it is "
-        "re-read at least this often.",
+        description="How often finished workflows are checked for their time to live (a check is a "
+        "comparison in memory; only a due deletion calls the API server).",
     )
     heartbeat_batch_seconds: float = Field(
         default=1.0,

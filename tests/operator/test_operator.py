@@ -1,5 +1,6 @@
-"""The real kopf operator against kmock (and against KUBECONFIG's cluster when it is set), with a
-real nats-server and the stub worker. The scenarios themselves are in scenarios.py."""
+"""The real kopf operator against kmock and against a real API server (KUBECONFIG's cluster when it
+is set, else the suite's own kube-apiserver), with a real nats-server and the stub worker. The
+scenarios themselves are in scenarios.py."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
+from kube_testbed.apiserver import RealApiServer
 from tests.operator.cluster import Cluster, crd_installed, emulated_api_server, ensure_namespace
 from tests.operator.scenarios import SCENARIOS
 
 Scenario = Callable[[Cluster, str], Awaitable[None]]
 
 
-@pytest.fixture(params=["kmock", "kubeconfig"])
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+@pytest.fixture(params=["kmock", "real-api-server"])
+def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     if request.param == "kmock":
         with emulated_api_server() as url:
             yield Cluster(url, "default", emulated=True)
         return
     if not os.environ.get("KUBECONFIG"):
-        pytest.skip("KUBECONFIG is not set: no real cluster to run against")
+        # The suite's own kube-apiserver, as its admin, with the CRD installed.
+        server: RealApiServer = request.getfixturevalue("kube_api")
+        request.getfixturevalue("kube_crd")
+        monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig()))
     if not crd_installed(""):
         pytest.skip("the TTSWorkflow CRD is not installed: kubectl apply -f crds/")
     # A namespace of its own, which no operator installed in the cluster watches: the operator under
