@@ -365,19 +365,11 @@ class _LeaseLock(LeaseLock):
         return True, record
 
     def create(self, name: str, namespace: str, election_record: LeaderElectionRecord) -> bool:
-        with self._election._call():
-            started = time.monotonic()
-            try:
-                lease = self._election._leases.create(namespace, name, self._spec(election_record, 0))
-            except ConflictError:
-                return False  # another replica made it first
-            except Exception as exc:
-                self._failed(exc)
-                return False
-        self._answered()
-        self.lease_reference = lease
-        self._election._renewed(started)
-        return True
+        # A conflict: another replica made it first.
+        return self._write(
+            lambda: self._election._leases.create(namespace, name, self._spec(election_record, 0)),
+            lost=(ConflictError,),
+        )
 
     def update(self, name: str, namespace: str, updated_record: LeaderElectionRecord) -> bool:
         current = self.lease_reference
@@ -388,14 +380,23 @@ class _LeaseLock(LeaseLock):
         if spec is None or spec.holder_identity != updated_record.holder_identity:
             transitions += 1  # taken over (client-go counts the same way)
         version = current.metadata.resource_version if current.metadata else None
+        # A conflict or a 404: another replica wrote first, or the Lease went: read it again.
+        return self._write(
+            lambda: self._election._leases.patch(
+                namespace, name, self._spec(updated_record, transitions), resource_version=version
+            ),
+            lost=(ConflictError, NotFoundError),
+        )
+
+    def _write(self, write: Callable[[], client.V1Lease], *, lost: tuple[type[Exception], ...]) -> bool:
+        """One write of the Lease: True and the renewal noted when it lands; False when another
+        replica won the race (``lost``) or the API server failed (counted as a failed try)."""
         with self._election._call():
             started = time.monotonic()
             try:
-                lease = self._election._leases.patch(
-                    namespace, name, self._spec(updated_record, transitions), resource_version=version
-                )
-            except (ConflictError, NotFoundError):
-                return False  # another replica wrote first, or the Lease went: read it again
+                lease = write()
+            except lost:
+                return False
             except Exception as exc:
                 self._failed(exc)
                 return False
