@@ -233,3 +233,32 @@ def test_the_makefile_has_the_target(target: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def _environment(stage: Stage) -> dict[str, str]:
+    """The ENV a stage sets, along its chain of bases (``KEY=value`` pairs, later ones winning)."""
+    inherited_env = _environment(STAGES[stage.base]) if stage.base in STAGES else {}
+    for instruction, argument in stage.instructions:
+        if instruction == "ENV":
+            inherited_env.update(pair.split("=", 1) for pair in shlex.split(argument) if "=" in pair)
+    return inherited_env
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_no_image_chooses_which_gpus_its_pods_see(target: str) -> None:
+    # The device plugin sets NVIDIA_VISIBLE_DEVICES to the GPUs a pod was granted; an image default
+    # (the CUDA images' "all") would show every GPU of the node to a pod that requested none, outside
+    # the quota that is the GPU lock.
+    environment = _environment(STAGES[target])
+    assert "NVIDIA_VISIBLE_DEVICES" not in environment, environment
+    assert "CUDA_VISIBLE_DEVICES" not in environment, environment
+
+
+def test_the_cuda_image_still_asks_the_runtime_for_the_compute_libraries() -> None:
+    assert _environment(STAGES["inference-cuda"])["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+
+
+def test_no_chart_template_chooses_which_gpus_a_pod_sees() -> None:
+    templates = REPO / "charts" / "indextts" / "templates"
+    for path in templates.rglob("*.yaml"):
+        assert "VISIBLE_DEVICES" not in path.read_text(), path
