@@ -87,6 +87,12 @@ class StageStatus(StatusModel):
     name: TaskName
     state: StageState = StageState.PENDING
     attempt: int = Field(default=0, ge=0, description="Dispatches so far; 1 for the first.")
+    worker_losses: int = Field(
+        default=0,
+        ge=0,
+        description="Dispatches that ended because the worker running them was lost (killed, its node "
+        "gone, silent); counted apart from the attempts that failed.",
+    )
     queued_at: datetime | None = Field(
         default=None,
         description="When the current attempt was put on the jobs queue (for a retry: when its "
