@@ -1,4 +1,5 @@
-"""The gateway's HTTP middleware: the API key check, and the request counters for ``/metrics``."""
+"""The gateway's HTTP middleware: the request body's bounds, the API key check, and the request
+counters for ``/metrics``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.responses import Response
 
 from gateway.app_state import settings_of
 from gateway.auth import AuthenticationError, key_accepted, presented_key
+from gateway.body_guard import BodyGuard, BodyLimits
 from gateway.error_bodies import tts_error_json
 from gateway.metrics import REQUEST_SECONDS, REQUESTS
 
@@ -40,6 +42,9 @@ async def count_requests(request: Request, call_next: CallNext) -> Response:
 
 
 def add_middleware(app: FastAPI) -> None:
-    """The counters outermost, so refused requests (401) are counted too."""
+    """The counters outermost, so refused requests (401, 408, 413) are counted too; the key checked
+    before the body is read, so that a client without it cannot make the gateway read one."""
+    settings = settings_of(app)
+    app.add_middleware(BodyGuard, limits=BodyLimits(settings.max_body_bytes, settings.body_timeout_seconds))
     app.middleware("http")(require_key)
     app.middleware("http")(count_requests)

@@ -26,6 +26,17 @@ class GatewaySettings(BaseSettings):
         description="How long POST /v1/workflows waits for the result before answering 202 with the "
         "workflow id (the workflow goes on).",
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="The largest request body accepted; a larger one is refused with 413 before it is read.",
+    )
+    body_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="How long a client may take to send a request's body; a slower one is answered 408 "
+        "and its connection closed.",
+    )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server (worker registry).")
     namespace: str = Field(default="default", description="Namespace of the TTSWorkflows (cluster mode).")
     presets_file: Path | None = Field(

@@ -8,7 +8,6 @@ header ``Prefer: respond-async``): ``202`` with the workflow id at once.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from gateway.app_state import Opened, Policy, Settings
+from gateway.client_json import parse_client_json
 from gateway.error_bodies import error_json, not_found
 from gateway.metrics import WORKFLOWS_SUBMITTED
 from gateway.presenters import result_response, status_response, status_url
@@ -90,12 +90,7 @@ def result_json(workflow: TTSWorkflow) -> JSONResponse:
 async def create_workflow(
     request: Request, opened: Opened, settings: Settings, policy: Policy
 ) -> JSONResponse:
-    raw = await request.body()
-    try:
-        body: Any = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TTSError(ErrorCode.INVALID_INPUT, f"the request body is not valid JSON: {exc}") from None
-    accepted = parse_request(body, policy=policy)
+    accepted = parse_request(parse_client_json(await request.body()), policy=policy)
     spec = TTSWorkflowSpec.from_request(accepted)
     workflow = await opened.backend().create(new_workflow_name(), spec)
     name = workflow.metadata.name
