@@ -9,9 +9,21 @@ from typing import Protocol
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
 
 
+class BackendUnavailableError(Exception):
+    """The workflow store cannot be reached or cannot store writes now (it is restarting, its disk
+    is full): nothing was done, and the same request may be sent again once it is back. The
+    gateway answers 503 with the workflow API's error body; the message says what is wrong and
+    what to do."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_seconds = retry_after_seconds
+
+
 class WorkflowBackend(Protocol):
     async def ping(self) -> None:
-        """Raise when the backend cannot be reached (readiness)."""
+        """Raise when the backend cannot be reached or cannot store writes (readiness)."""
         ...
 
     async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:

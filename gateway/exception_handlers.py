@@ -1,5 +1,6 @@
 """How errors become the workflow API's error body: ``TTSError``, invalid requests, HTTP errors
-(unknown paths among them) and anything unexpected (500, logged)."""
+(unknown paths among them), an unavailable workflow store (503) and anything unexpected (500,
+logged)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.backend import BackendUnavailableError
 from gateway.error_bodies import error_json, tts_error_json
 from gateway.responses import ErrorResponse
 from gateway.serving_log import log
@@ -30,6 +32,13 @@ async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONRe
     return error_json(ErrorResponse(error=message, error_code=code), exc.status_code)
 
 
+async def on_backend_unavailable(request: Request, exc: BackendUnavailableError) -> JSONResponse:
+    """The workflow store is down or full: 503, nothing done, safe to send again after Retry-After."""
+    response = tts_error_json(TTSError(ErrorCode.PROCESSING_ERROR, exc.message), status_code=503)
+    response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
     message = f"internal error ({type(exc).__name__}); the gateway's log has the details"
@@ -40,4 +49,5 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.exception_handler(TTSError)(on_tts_error)
     app.exception_handler(RequestValidationError)(on_validation_error)
     app.exception_handler(StarletteHTTPException)(on_http_error)
+    app.exception_handler(BackendUnavailableError)(on_backend_unavailable)
     app.exception_handler(Exception)(on_unexpected)
