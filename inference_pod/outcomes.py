@@ -8,6 +8,7 @@ message; only a hand-back on shutdown puts the same attempt back on the queue.
 | --- | --- | --- |
 | succeeded | ack (after the event is stored) | completed |
 | failed, the user's fault (``INVALID_INPUT``) | ack | failed, ``retryable=False`` |
+| failed, not the user's fault but final (:class:`FinalError`) | ack | failed, ``retryable=False`` |
 | failed otherwise (out of GPU memory, model not ready, ...) | ack | failed, ``retryable=True`` |
 | redelivered: the worker holding it stopped without finishing | ack, not run | failed, ``retryable=True`` |
 | cancelled by the operator | ack | failed (``PROCESSING_ERROR``, "cancelled: ...") |
@@ -43,6 +44,14 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
+class FinalError(TTSError):
+    """A failure no retry can fix, though the request is fine: the shared volume is read-only or full.
+
+    Another attempt would run seconds later (the operator's backoff) and meet the same volume, after
+    spending a whole synthesis; an operator must act first, and the message says what to do.
+    """
+
+
 @dataclass(frozen=True)
 class Disposition:
     action: Action
@@ -52,8 +61,10 @@ class Disposition:
 
 
 def after_failure(error: TTSError) -> Disposition:
-    """Reported once and acknowledged; another attempt is the operator's decision unless the user erred."""
-    return Disposition(Action.ACK, Outcome.FAILED, error, retryable=not error.code.user_caused)
+    """Reported once and acknowledged; another attempt is the operator's decision unless the user
+    erred or no attempt can succeed before an operator acts (:class:`FinalError`)."""
+    retryable = not error.code.user_caused and not isinstance(error, FinalError)
+    return Disposition(Action.ACK, Outcome.FAILED, error, retryable=retryable)
 
 
 def after_cancel(reason: CancelReason, detail: str) -> Disposition:

@@ -12,10 +12,18 @@ from typing import Literal
 
 import soundfile
 
-from inference_pod.audio_output import write_wav
+from inference_pod.audio_output import free_bytes, pcm16, preflight, write_failure, write_wav
 from inference_pod.engines.base import Engine, ProgressCallback, SynthesisRequest, model_info
 from inference_pod.gpu import GpuStatus
 from tts_api.errors import ErrorCode, TTSError, invalid_input
+from tts_api.messages import JobMessage
+from tts_api.outputs import (
+    OutputMark,
+    OutputRuleError,
+    check_output_location,
+    check_output_on_volume,
+    check_output_owner,
+)
 from tts_api.registry import ModelState
 from tts_api.request import IndexTTSConfig
 from tts_api.results import (
@@ -86,31 +94,32 @@ def generate_speech(
     root: SharedRoot,
     presets: Presets,
     progress: ProgressCallback,
+    *,
+    owner: OutputMark,
+    folder: str,
 ) -> SpeechResult:
-    """Speak ``config.text`` into ``config.output_path``; raise TTSError with the API's error code."""
+    """Speak ``config.text`` into ``config.output_path``; raise TTSError with the API's error code.
+
+    ``owner`` says which workflow and stage writes (the mark the WAV gets); the output must lie under
+    ``folder``. An output this workflow's stage wrote already (an attempt that finished its audio
+    but not its report) is reported as it was, not synthesized again.
+    """
     if engine.state is not ModelState.READY:
         raise TTSError(
             ErrorCode.MODEL_NOT_READY, f"the {engine.name} model is {engine.state.value}; retry later"
         )
     if config.output_path is None:
         raise invalid_input("output_path", "is required for indextts.generate_speech")
-    try:
-        output = root.normalize(config.output_path)
-    except SharedPathError as exc:
-        raise invalid_input("output_path", str(exc)) from None
+    output, local = _output_location(config.output_path, root, folder)
+    finished = _claim(output, local, owner)
+    if finished is not None:
+        return finished
+    preflight(output, local)
     request = synthesis_request(config, root, presets)
     started = time.perf_counter()
     outcome = engine.synthesize(request, progress)
     processing_time = time.perf_counter() - started
-    try:
-        write_wav(root, output, outcome.samples, outcome.sample_rate)
-    except SharedPathError as exc:
-        raise invalid_input("output_path", str(exc)) from None
-    except OSError as exc:
-        raise TTSError(
-            ErrorCode.PROCESSING_ERROR, f"cannot write {output} on the shared volume: {exc.strerror or exc}"
-        ) from exc
-    return SpeechResult(
+    result = SpeechResult(
         output_path=output,
         duration=round(outcome.duration, 3),
         sample_rate=outcome.sample_rate,
@@ -128,6 +137,54 @@ def generate_speech(
         ),
         warnings=outcome.warnings,
     )
+    _claim(output, local, owner)  # again: another workflow may have written it meanwhile
+    mark = owner.model_copy(update={"result": result.model_dump(mode="json")})
+    try:
+        write_wav(root, output, outcome.samples, outcome.sample_rate, mark)
+    except SharedPathError as exc:
+        raise invalid_input("output_path", str(exc)) from None
+    except OSError as exc:
+        found = free_bytes(local)
+        needed = len(pcm16(outcome.samples)) + 1024
+        raise write_failure(exc.errno, output, found[0] if found else None, needed) from exc
+    return result
+
+
+def output_owner(job: JobMessage) -> OutputMark:
+    """The mark a job's output gets: its workflow, its stage, its job id."""
+    return OutputMark(
+        workflow_uid=job.workflow.uid,
+        namespace=job.workflow.namespace,
+        name=job.workflow.name,
+        stage=job.task.short,
+        job_id=job.job_id,
+    )
+
+
+def _output_location(value: str, root: SharedRoot, folder: str) -> tuple[str, Path]:
+    """The canonical API path and local file of an output, checked against the output rules."""
+    try:
+        output = root.normalize(value)
+        check_output_location(output, folder, setting="TTS_OUTPUT_DIR, TTS_OUTPUT_PER_NAMESPACE")
+        local = root.local_path(output)
+        check_output_on_volume(output, local)
+    except (SharedPathError, OutputRuleError) as exc:
+        raise invalid_input("output_path", str(exc)) from None
+    return output, local
+
+
+def _claim(output: str, local: Path, owner: OutputMark) -> SpeechResult | None:
+    """Refuse another's file; the result recorded in this stage's own finished output, if any."""
+    try:
+        mark = check_output_owner(output, local, owner.workflow_uid)
+    except OutputRuleError as exc:
+        raise invalid_input("output_path", str(exc)) from None
+    if mark is None or mark.stage != owner.stage or mark.result is None:
+        return None
+    try:
+        return SpeechResult.model_validate(mark.result)
+    except ValueError:
+        return None
 
 
 def health_check(engine: Engine, gpu: GpuStatus, *, busy: bool, gpu_required: bool) -> HealthReport:

@@ -354,7 +354,13 @@ class Worker:
         if job.task is TaskName.GENERATE_SPEECH:
             assert job.config is not None  # noqa: S101 (checked in _complete)
             result = tasks.generate_speech(
-                self.engine, job.config, self.policy.shared_root, self.presets, on_progress
+                self.engine,
+                job.config,
+                self.policy.shared_root,
+                self.presets,
+                on_progress,
+                owner=tasks.output_owner(job),
+                folder=self.policy.output_folder(job.workflow.namespace),
             )
             self.metrics.synthesis_seconds.observe(result.processing_time)
             self.metrics.audio_seconds.observe(result.duration)

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tts_api.outputs import DEFAULT_OUTPUT_DIR, output_folder
 from tts_api.shared_paths import DEFAULT_SHARED_PREFIX, SharedRoot
 
 # Hard ceilings, also written into the CRD schema; the configurable limits live below them.
@@ -41,6 +42,21 @@ class ValidationPolicy(BaseSettings):
         default=DEFAULT_SHARED_PREFIX,
         description="How API paths name the shared volume (the workflow API uses /share).",
     )
+    output_dir: str = Field(
+        default=DEFAULT_OUTPUT_DIR,
+        description="The folder under the shared root that `output_path` must lie under "
+        "(`workflows/output`: /share/workflows/output/...); empty: anywhere under the shared root.",
+    )
+    output_per_namespace: bool = Field(
+        default=False,
+        description="Each namespace writes only under its own folder of the output folder "
+        "(/share/workflows/output/<namespace>/...), checked by the inference pods.",
+    )
+    delete_outputs: bool = Field(
+        default=True,
+        description="Delete a workflow's audio with it (deleted, or its time to live run out); the "
+        "inference pods delete only files whose mark names that workflow.",
+    )
     max_text_length: int = Field(
         default=DEFAULT_MAX_TEXT_LENGTH,
         ge=1,
@@ -61,7 +77,17 @@ class ValidationPolicy(BaseSettings):
     @model_validator(mode="after")
     def _prefix_is_valid(self) -> ValidationPolicy:
         SharedRoot(self.shared_dir, self.shared_prefix)  # raises on a bad prefix
+        if ".." in self.output_dir.split("/") or self.output_dir.startswith("/"):
+            raise ValueError(
+                f"TTS_OUTPUT_DIR must be a folder relative to the shared root, got {self.output_dir!r}"
+            )
         return self
+
+    def output_folder(self, namespace: str | None = None) -> str:
+        """The API path outputs must lie under; a namespace's own folder with ``output_per_namespace``."""
+        return output_folder(
+            self.shared_root.prefix, self.output_dir, namespace if self.output_per_namespace else None
+        )
 
     @property
     def shared_root(self) -> SharedRoot:
@@ -71,11 +97,16 @@ class ValidationPolicy(BaseSettings):
 def stored_record_policy(policy: ValidationPolicy) -> ValidationPolicy:
     """The policy for re-reading an accepted record: no disk checks, no limit tighter than the CRD's.
 
-    A record stays readable when its reference audio is deleted later, a limit is lowered, or a
-    voice preset it names is removed from the presets file.
+    A record stays readable when its reference audio is deleted later, a limit is lowered, a
+    voice preset it names is removed from the presets file, or the output folder is moved.
     """
     return policy.model_copy(
-        update={"check_disk": False, "max_text_length": TEXT_LENGTH_CEILING, "voice_presets": None}
+        update={
+            "check_disk": False,
+            "max_text_length": TEXT_LENGTH_CEILING,
+            "voice_presets": None,
+            "output_dir": "",
+        }
     )
 
 

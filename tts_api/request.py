@@ -27,6 +27,12 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from tts_api.constants import EMOTION_NAMES, TaskName
+from tts_api.outputs import (
+    OutputRuleError,
+    check_name_lengths,
+    check_output_location,
+    check_output_on_volume,
+)
 from tts_api.policy import (
     EMOTION_TEXT_LENGTH_CEILING,
     MAX_TOKENS_PER_SEGMENT,
@@ -90,7 +96,8 @@ class IndexTTSConfig(ApiModel):
         max_length=MAX_PATH_LENGTH,
         strict=True,
         json_schema_extra={"pattern": WAV_PATH_PATTERN},
-        description="Where the WAV is written: a .wav path under the shared root (/share/...). "
+        description="Where the WAV is written: a .wav path under the output folder "
+        "(/share/workflows/output/... by default, TTS_OUTPUT_DIR) that holds no other file. "
         "Required for indextts.generate_speech.",
     )
     reference_audio: str | None = Field(
@@ -163,7 +170,7 @@ class IndexTTSConfig(ApiModel):
     def _output_under_root(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        return _shared_path(value, info, must_exist=False)
+        return _output_path(value, info)
 
     @field_validator("reference_audio", "emotion_reference")
     @classmethod
@@ -211,6 +218,22 @@ def _shared_path(value: str, info: ValidationInfo, *, must_exist: bool) -> str:
             if must_exist and not local.is_file():
                 raise SharedPathError(f"{canonical} does not exist on the shared volume; upload it first")
     except SharedPathError as exc:
+        raise _field_error(str(exc)) from None
+    return canonical
+
+
+def _output_path(value: str, info: ValidationInfo) -> str:
+    """An output: under the shared root and the output folder, names the volume allows, no folder."""
+    policy = policy_from_context(info.context)
+    root = policy.shared_root
+    try:
+        canonical = root.normalize(value)
+        if policy.output_dir:
+            check_output_location(canonical, policy.output_folder(), setting="TTS_OUTPUT_DIR")
+        check_name_lengths(canonical)
+        if policy.check_disk and root.is_mounted():
+            check_output_on_volume(canonical, root.local_path(canonical))
+    except (SharedPathError, OutputRuleError) as exc:
         raise _field_error(str(exc)) from None
     return canonical
 

@@ -18,7 +18,8 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from tts_api.constants import API_GROUP_VERSION, KIND
-from tts_api.errors import ErrorCode, TTSError
+from tts_api.errors import ErrorCode, TTSError, invalid_input
+from tts_api.outputs import OutputRuleError, check_output_free
 from tts_api.policy import ValidationPolicy, stored_record_policy
 from tts_api.request import WorkflowRequest
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
@@ -92,8 +93,20 @@ def _validate(model: type[M], data: Any, *, camel: bool, root: str, policy: Vali
 
 
 def parse_request(body: Any, *, policy: ValidationPolicy) -> WorkflowRequest:
-    """Validate a ``POST /v1/workflows`` body (snake_case); raise ``INVALID_INPUT`` naming the field."""
-    return _validate(WorkflowRequest, body, camel=False, root="", policy=policy)
+    """Validate a ``POST /v1/workflows`` body (snake_case); raise ``INVALID_INPUT`` naming the field.
+
+    A new workflow's ``output_path`` must also be free where the shared volume is mounted: a file
+    there is either not the service's or another workflow's audio, and is never written over.
+    """
+    request = _validate(WorkflowRequest, body, camel=False, root="", policy=policy)
+    config = request.workflow_config.indextts_config
+    root = policy.shared_root
+    if config is not None and config.output_path and policy.check_disk and root.is_mounted():
+        try:
+            check_output_free(config.output_path, root.local_path(config.output_path))
+        except OutputRuleError as exc:
+            raise invalid_input("workflow_config.indextts_config.output_path", str(exc)) from None
+    return request
 
 
 def parse_spec(spec: Any, *, policy: ValidationPolicy) -> TTSWorkflowSpec:

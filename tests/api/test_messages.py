@@ -46,7 +46,10 @@ EVENTS = [
     HeartbeatEvent(**SOURCE, progress=Progress(segments_done=1, segments_total=4)),
     HeartbeatEvent(**SOURCE),
     ProgressEvent(**SOURCE, progress=Progress(segments_done=3, segments_total=4)),
-    CompletedEvent(**SOURCE, output={"output_path": "/share/a.wav", "duration": 1.5, "sample_rate": 22050}),
+    CompletedEvent(
+        **SOURCE,
+        output={"output_path": "/share/workflows/output/a.wav", "duration": 1.5, "sample_rate": 22050},
+    ),
     FailedEvent(
         **SOURCE,
         error=ErrorInfo(code=ErrorCode.INSUFFICIENT_MEMORY, message="CUDA out of memory"),
@@ -68,7 +71,9 @@ def test_job_round_trips_with_its_config() -> None:
         workflow=WORKFLOW,
         task=TaskName.GENERATE_SPEECH,
         attempt=2,
-        config=IndexTTSConfig(text="你好", output_path="/share/a.wav", emotion_vector=[0.1] + [0.0] * 7),
+        config=IndexTTSConfig(
+            text="你好", output_path="/share/workflows/output/a.wav", emotion_vector=[0.1] + [0.0] * 7
+        ),
         deadline=AT,
     )
     decoded = decode_command(encode(job))
@@ -76,7 +81,9 @@ def test_job_round_trips_with_its_config() -> None:
     assert isinstance(decoded, JobMessage)
     assert decoded.config is not None
     assert decoded.config.emotion_alpha == 0.65
-    assert json.loads(encode(job))["config"]["output_path"] == "/share/a.wav"  # snake_case on the wire
+    assert (
+        json.loads(encode(job))["config"]["output_path"] == "/share/workflows/output/a.wav"
+    )  # snake_case on the wire
 
 
 def test_cancel_round_trips() -> None:

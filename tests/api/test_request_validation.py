@@ -282,7 +282,9 @@ def test_symlink_that_leaves_the_root_is_rejected(
     outside.mkdir()
     (outside / "secret.wav").write_bytes(b"RIFF")
     (share / "escape").symlink_to(outside)
-    error = rejection(speech_body(output_path="/share/escape/speech.wav"), policy)
+    (share / "workflows" / "output").mkdir(parents=True)
+    (share / "workflows" / "output" / "escape").symlink_to(outside)
+    error = rejection(speech_body(output_path="/share/workflows/output/escape/speech.wav"), policy)
     assert error.field == f"{CONFIG}.output_path"
     assert "symbolic link" in error.message
     error = rejection(speech_body(reference_audio="/share/escape/secret.wav"), policy)
@@ -361,8 +363,8 @@ def test_the_api_references_full_request_is_accepted_under_share(
         ("/share/workflows/output/hello.wav", "/share/workflows/output/hello.wav"),
         ("workflows/output/hello.wav", "/share/workflows/output/hello.wav"),
         ("/share//workflows/./output/hello.WAV", "/share/workflows/output/hello.WAV"),
-        ("./a.wav", "/share/a.wav"),
-        ("/share/..hidden/a.wav", "/share/..hidden/a.wav"),
+        ("./workflows/output/a.wav", "/share/workflows/output/a.wav"),
+        ("/share/workflows/output/..hidden/a.wav", "/share/workflows/output/..hidden/a.wav"),
     ],
 )
 def test_output_path_is_made_canonical(
@@ -415,7 +417,11 @@ def test_spec_errors_name_the_camel_case_field(unmounted_policy: ValidationPolic
     spec: dict[str, Any] = {
         "workflowConfig": {
             "workflowChain": ["indextts.generate_speech"],
-            "indexttsConfig": {"text": "hi", "outputPath": "/share/a.wav", "emotionAlpha": 2},
+            "indexttsConfig": {
+                "text": "hi",
+                "outputPath": "/share/workflows/output/a.wav",
+                "emotionAlpha": 2,
+            },
         }
     }
     with pytest.raises(TTSError) as caught:

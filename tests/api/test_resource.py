@@ -106,7 +106,11 @@ def test_request_maps_to_spec_and_back(unmounted_policy: ValidationPolicy) -> No
             "video_path": "/app/videos/example.mp4",
             "workflow_config": {
                 "workflow_chain": ["indextts.generate_speech"],
-                "indextts_config": {"text": "hi", "output_path": "/share/a.wav", "emotion_alpha": 0.3},
+                "indextts_config": {
+                    "text": "hi",
+                    "output_path": "/share/workflows/output/a.wav",
+                    "emotion_alpha": 0.3,
+                },
             },
         },
         policy=unmounted_policy,
@@ -149,7 +153,7 @@ def test_a_stored_record_stays_readable_when_its_reference_is_gone(
             "workflowChain": ["indextts.generate_speech"],
             "indexttsConfig": {
                 "text": "hi",
-                "outputPath": "/share/a.wav",
+                "outputPath": "/share/workflows/output/a.wav",
                 "referenceAudio": "/share/ref/voice.wav",
             },
         }

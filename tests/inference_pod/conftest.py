@@ -51,7 +51,7 @@ def fast_settings(nats_url: str, **overrides: Any) -> WorkerSettings:
 
 
 def speech_job(uid: str, policy: ValidationPolicy, *, attempt: int = 1, **config: Any) -> JobMessage:
-    fields = {"text": "你好，这是一个测试。", "output_path": f"/share/out/{uid}.wav", **config}
+    fields = {"text": "你好，这是一个测试。", "output_path": f"/share/workflows/output/{uid}.wav", **config}
     return JobMessage(
         job_id=make_job_id(uid, TaskName.GENERATE_SPEECH, attempt),
         workflow=WorkflowRef(uid=uid, name=f"wf-{uid}", namespace="default"),

@@ -19,17 +19,20 @@ from inference_pod.metrics import WorkerMetrics
 from inference_pod.tasks import resolve_audio
 from tests.inference_pod.conftest import write_voice
 from tts_api.errors import ErrorCode, TTSError
+from tts_api.outputs import OutputMark
 from tts_api.policy import ValidationPolicy
 from tts_api.shared_paths import SharedPathError
 from tts_cli.main import build_parser
 from voice_library.presets import parse_presets
+
+MARK = OutputMark(workflow_uid="uid-1", namespace="default", name="wf", stage="speech")
 
 
 def test_a_wav_is_written_whole_with_its_folders_and_no_leftovers(
     policy: ValidationPolicy, share: Path
 ) -> None:
     samples = (np.sin(np.arange(22050) / 10) * 1000).astype(np.int16)
-    target = write_wav(policy.shared_root, "/share/a/b/c.wav", samples, 22050)
+    target = write_wav(policy.shared_root, "/share/a/b/c.wav", samples, 22050, MARK)
     assert target == share / "a" / "b" / "c.wav"
     read, rate = soundfile.read(target, dtype="int16")
     assert rate == 22050
@@ -45,7 +48,7 @@ def test_a_wav_gets_the_mode_the_umask_gives(
     samples = np.zeros(100, dtype=np.int16)
     previous = os.umask(umask)
     try:
-        target = write_wav(policy.shared_root, "/share/mode.wav", samples, 22050)
+        target = write_wav(policy.shared_root, "/share/mode.wav", samples, 22050, MARK)
     finally:
         os.umask(previous)
     assert stat.S_IMODE(target.stat().st_mode) == mode
@@ -60,7 +63,7 @@ def test_no_wav_is_written_outside_the_shared_root(
     samples = np.zeros(100, dtype=np.int16)
     for path in ["/share/../etc/x.wav", "/tmp/x.wav", "/share/escape/x.wav"]:
         with pytest.raises(SharedPathError):
-            write_wav(policy.shared_root, path, samples, 22050)
+            write_wav(policy.shared_root, path, samples, 22050, MARK)
     assert list(outside.iterdir()) == []
 
 

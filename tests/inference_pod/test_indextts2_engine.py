@@ -241,7 +241,7 @@ async def test_a_job_through_nats_on_the_indextts2_engine(
     result = SpeechResult.model_validate((await bus.completed(job.job_id, seconds=60)).output)
     assert result.model_info.model_type == "IndexTTS2"
     assert result.sample_rate == 22050
-    assert (share / "out" / "i2.wav").stat().st_size > 44
+    assert (share / "workflows" / "output" / "i2.wav").stat().st_size > 44
 
 
 def test_running_out_of_gpu_memory_inside_infer_is_insufficient_memory(

@@ -33,11 +33,11 @@ async def test_a_job_becomes_a_wav_with_the_reported_duration_and_events_in_orde
     await bus.publish(job)
     final = await bus.completed(job.job_id)
     result = SpeechResult.model_validate(final.output)
-    audio, rate = soundfile.read(share / "out" / "w1.wav", dtype="int16")
+    audio, rate = soundfile.read(share / "workflows" / "output" / "w1.wav", dtype="int16")
     assert rate == result.sample_rate == 22050
     assert abs(len(audio) / rate - result.duration) < 0.01
     assert result.duration > 1.0
-    assert result.output_path == "/share/out/w1.wav"
+    assert result.output_path == "/share/workflows/output/w1.wav"
     assert job.config is not None
     assert result.text_length == len(job.config.text or "")
     assert result.model_info.model_type == "espeak-ng"
@@ -79,7 +79,7 @@ async def test_bad_reference_audio_fails_with_invalid_input_and_is_not_redeliver
     consumer = await bus.js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
     assert consumer.num_ack_pending == 0
     assert consumer.num_redelivered == 0
-    assert not (share / "out" / "bad.wav").exists()
+    assert not (share / "workflows" / "output" / "bad.wav").exists()
 
 
 async def test_two_workers_take_six_jobs_one_at_a_time_each(

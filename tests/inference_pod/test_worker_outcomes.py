@@ -57,7 +57,7 @@ async def test_a_cancel_stops_the_job_in_hand_between_segments_and_it_is_not_red
     assert failed.retryable is False
     progress = [e for e in bus.of(job.job_id, "progress")]
     assert len(progress) < 5  # stopped before the last segment
-    assert not (share / "out" / "cancelled.wav").exists()
+    assert not (share / "workflows" / "output" / "cancelled.wav").exists()
     await asyncio.sleep(2.5)
     assert await queue_is_empty(bus)
     assert len(bus.of(job.job_id, "started")) == 1

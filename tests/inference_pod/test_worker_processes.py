@@ -84,7 +84,7 @@ async def test_a_job_whose_worker_is_killed_is_redelivered_and_reported_once_as_
     assert [e.pod for e in bus.of(job.job_id, "started")] == ["pod-a"]
     assert len(bus.of(job.job_id, "failed")) == 1
     assert not bus.of(job.job_id, "completed")
-    assert not (share / "out" / "killed.wav").exists()
+    assert not (share / "workflows" / "output" / "killed.wav").exists()
     assert (await bus.js.stream_info(JOBS_STREAM)).state.messages == 0
 
 
