@@ -170,7 +170,7 @@ async def test_a_failed_workflow_answers_with_its_codes_status(
             {
                 "workflow_config": {
                     "workflow_chain": ["indextts.generate_speech"],
-                    "indextts_config": {"text": "", "output_path": "/share/a.wav"},
+                    "indextts_config": {"text": "", "output_path": "/share/workflows/output/a.wav"},
                 }
             },
             "workflow_config.indextts_config.text",
@@ -281,10 +281,10 @@ async def test_audio_streams_the_wav_once_speech_succeeded(
     gateway: GatewayFactory, store: LocalWorkflowStore, share: Path
 ) -> None:
     wav = share / "workflows" / "output" / "hello.wav"
-    wav.parent.mkdir(parents=True)
-    wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     async with gateway() as client:
         accepted = (await client.post("/v1/workflows", json=SPEECH, params={"async": "1"})).json()
+        wav.parent.mkdir(parents=True)  # as the worker would: a new workflow's output path is free
+        wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
         audio_url = f"/v1/workflows/{accepted['workflow_id']}/audio"
         early = await client.get(audio_url)
         assert early.status_code == 400

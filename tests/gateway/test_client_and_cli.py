@@ -63,7 +63,7 @@ async def test_workflow_api_client_generate_speech(base_url: str, operator_store
 
 async def test_workflow_api_client_returns_error_bodies_like_the_workflow_api(base_url: str) -> None:
     with IndexTTSClient(base_url) as client:
-        result = await asyncio.to_thread(client.generate_speech, "   ", "/share/a.wav")
+        result = await asyncio.to_thread(client.generate_speech, "   ", "/share/workflows/output/a.wav")
     assert result["status"] == "error"
     assert result["error_code"] == "INVALID_INPUT"
     assert result["field"] == "workflow_config.indextts_config.text"
@@ -73,8 +73,6 @@ async def test_submit_wait_and_download(
     base_url: str, operator_store: LocalWorkflowStore, share: Path, tmp_path: Path
 ) -> None:
     wav = share / "workflows" / "output" / "hello.wav"
-    wav.parent.mkdir(parents=True)
-    wav.write_bytes(b"RIFF-and-so-on")
     seen: list[dict[str, Any]] = []
     with IndexTTSClient(base_url) as client:
         workflow_id = await asyncio.to_thread(
@@ -82,6 +80,8 @@ async def test_submit_wait_and_download(
             [TaskName.GENERATE_SPEECH],
             {"text": "hi", "output_path": "/share/workflows/output/hello.wav"},
         )
+        wav.parent.mkdir(parents=True)  # as the worker would: a new workflow's output path is free
+        wav.write_bytes(b"RIFF-and-so-on")
         waiting = asyncio.create_task(
             asyncio.to_thread(client.wait, workflow_id, poll_seconds=0.05, on_status=seen.append)
         )
@@ -98,7 +98,9 @@ async def test_submit_wait_and_download(
 async def test_wait_raises_the_gateways_error(base_url: str, operator_store: LocalWorkflowStore) -> None:
     with IndexTTSClient(base_url) as client:
         workflow_id = await asyncio.to_thread(
-            client.submit, [TaskName.GENERATE_SPEECH], {"text": "hi", "output_path": "/share/a.wav"}
+            client.submit,
+            [TaskName.GENERATE_SPEECH],
+            {"text": "hi", "output_path": "/share/workflows/output/a.wav"},
         )
         await settle(operator_store, failed_with(ErrorCode.INSUFFICIENT_MEMORY))
         with pytest.raises(GatewayError) as caught:

@@ -275,7 +275,11 @@ def test_the_gateway_reads_the_preset_names_from_the_workers_file(
     body = {
         "workflow_config": {
             "workflow_chain": ["indextts.generate_speech"],
-            "indextts_config": {"text": "hi", "output_path": "/share/a.wav", "reference_audio": "nobody"},
+            "indextts_config": {
+                "text": "hi",
+                "output_path": "/share/workflows/output/a.wav",
+                "reference_audio": "nobody",
+            },
         }
     }
     with pytest.raises(TTSError) as caught:
