@@ -18,6 +18,7 @@ from gateway.app_state import install_state, opened_parts_of, settings_of
 from gateway.backend import BackendFactory
 from gateway.exception_handlers import add_exception_handlers
 from gateway.middleware import add_middleware
+from gateway.openapi import EVERY_ROUTE_ERRORS, install_openapi
 from gateway.routes import monitoring, operations, workflows
 from gateway.serving_log import log
 from gateway.settings import GatewaySettings
@@ -60,6 +61,8 @@ def create_app(
     install_state(app, settings, policy)
     add_middleware(app)
     add_exception_handlers(app)
-    for routes in (workflows, monitoring, operations):
-        app.include_router(routes.router)
+    for routes in (workflows, monitoring):
+        app.include_router(routes.router, responses=EVERY_ROUTE_ERRORS)
+    app.include_router(operations.router)
+    install_openapi(app)
     return app

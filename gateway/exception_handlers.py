@@ -29,7 +29,9 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = ErrorCode.INVALID_INPUT if exc.status_code < 500 else ErrorCode.PROCESSING_ERROR
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return error_json(ErrorResponse(error=message, error_code=code), exc.status_code)
+    response = error_json(ErrorResponse(error=message, error_code=code), exc.status_code)
+    response.headers.update(exc.headers or {})  # Allow, on 405
+    return response
 
 
 async def on_backend_unavailable(request: Request, exc: BackendUnavailableError) -> JSONResponse:

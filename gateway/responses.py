@@ -63,6 +63,13 @@ class AcceptedResponse(WorkflowApiResponse):
     status_url: str
 
 
+class DeletedResponse(BaseModel):
+    """The answer to ``DELETE /v1/workflows/{workflow_id}``: the workflow is cancelled and deleted."""
+
+    status: Literal["deleted"] = "deleted"
+    workflow_id: str
+
+
 class ErrorResponse(BaseModel):
     """The workflow API's 错误响应, plus ``error_code`` (one of its codes) and the field at fault."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -19,8 +19,15 @@ from gateway.app_state import Opened, Policy, Settings
 from gateway.client_json import parse_client_json
 from gateway.error_bodies import error_json, not_found
 from gateway.metrics import WORKFLOWS_SUBMITTED
+from gateway.openapi import WORKFLOW_FAILURES, Responses, error, request_body
 from gateway.presenters import result_response, status_response, status_url
-from gateway.responses import AcceptedResponse, ErrorResponse, WorkflowStatusResponse
+from gateway.responses import (
+    AcceptedResponse,
+    DeletedResponse,
+    ErrorResponse,
+    WorkflowResult,
+    WorkflowStatusResponse,
+)
 from gateway.serving_log import log
 from tts_api.constants import Phase
 from tts_api.errors import ErrorCode, TTSError, invalid_input
@@ -61,10 +68,11 @@ def checked_workflow_id(
 
 WorkflowId = Annotated[str, Depends(checked_workflow_id)]
 # What the routes taking a workflow id answer for one that is malformed or names no workflow.
-ID_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "INVALID_INPUT (field workflow_id): not a workflow id"},
-    404: {"model": ErrorResponse, "description": "WORKFLOW_NOT_FOUND: no workflow has this id"},
+ID_ERRORS: Responses = {
+    400: error("INVALID_INPUT (field workflow_id): not a workflow id"),
+    404: error("WORKFLOW_NOT_FOUND: no workflow has this id"),
 }
+RESULT = {"model": WorkflowResult, "description": "The finished workflow's result (the workflow API's shape)"}
 
 
 def finished(workflow: TTSWorkflow) -> bool:
@@ -86,7 +94,16 @@ def result_json(workflow: TTSWorkflow) -> JSONResponse:
     return JSONResponse(result.model_dump(mode="json"))
 
 
-@router.post("/v1/workflows", summary="Create a workflow (the workflow API's four tasks)")
+@router.post(
+    "/v1/workflows",
+    summary="Create a workflow (the workflow API's four tasks)",
+    openapi_extra=request_body(),
+    responses={
+        200: RESULT,
+        202: {"model": AcceptedResponse, "description": "Accepted: asynchronous, or still running"},
+        **WORKFLOW_FAILURES,
+    },
+)
 async def create_workflow(
     request: Request, opened: Opened, settings: Settings, policy: Policy
 ) -> JSONResponse:
@@ -104,7 +121,12 @@ async def create_workflow(
     return JSONResponse(accepted_body.model_dump(mode="json"), status_code=202)
 
 
-@router.get("/v1/workflows/status/{workflow_id}", response_model=WorkflowStatusResponse, responses=ID_ERRORS)
+@router.get(
+    "/v1/workflows/status/{workflow_id}",
+    summary="The workflow's status",
+    response_model=WorkflowStatusResponse,
+    responses=ID_ERRORS,
+)
 async def workflow_status(workflow_id: WorkflowId, opened: Opened) -> Response:
     workflow = await opened.backend().get(workflow_id)
     if workflow is None:
@@ -115,7 +137,13 @@ async def workflow_status(workflow_id: WorkflowId, opened: Opened) -> Response:
 @router.get(
     "/v1/workflows/{workflow_id}",
     summary="The workflow's result, or its status while it runs",
-    responses=ID_ERRORS,
+    responses={
+        200: RESULT,
+        202: {"model": WorkflowStatusResponse, "description": "The workflow runs: its status"},
+        **WORKFLOW_FAILURES,
+        **ID_ERRORS,
+        400: error("INVALID_INPUT: not a workflow id (field workflow_id), or the workflow failed so"),
+    },
 )
 async def workflow_result(workflow_id: WorkflowId, opened: Opened) -> Response:
     workflow = await opened.backend().get(workflow_id)
@@ -128,7 +156,15 @@ async def workflow_result(workflow_id: WorkflowId, opened: Opened) -> Response:
     "/v1/workflows/{workflow_id}/audio",
     response_class=FileResponse,
     summary="Download the WAV",
-    responses=ID_ERRORS,
+    responses={
+        200: {
+            "description": "The WAV file",
+            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **ID_ERRORS,
+        400: error("INVALID_INPUT: not a workflow id (field workflow_id), or the workflow has no audio yet"),
+        500: error("PROCESSING_ERROR: the shared volume is not mounted here, or the file is gone"),
+    },
 )
 async def workflow_audio(workflow_id: WorkflowId, opened: Opened, policy: Policy) -> Response:
     workflow = await opened.backend().get(workflow_id)
@@ -158,9 +194,14 @@ async def workflow_audio(workflow_id: WorkflowId, opened: Opened, policy: Policy
     return FileResponse(path, media_type="audio/wav", filename=path.name)
 
 
-@router.delete("/v1/workflows/{workflow_id}", summary="Cancel and delete a workflow", responses=ID_ERRORS)
+@router.delete(
+    "/v1/workflows/{workflow_id}",
+    summary="Cancel and delete a workflow",
+    response_model=DeletedResponse,
+    responses=ID_ERRORS,
+)
 async def delete_workflow(workflow_id: WorkflowId, opened: Opened) -> Response:
     if not await opened.backend().delete(workflow_id):
         return not_found(workflow_id)
     log.info("workflow %s deleted on request", workflow_id)
-    return JSONResponse({"status": "deleted", "workflow_id": workflow_id})
+    return JSONResponse(DeletedResponse(workflow_id=workflow_id).model_dump(mode="json"))
