@@ -1,4 +1,5 @@
-"""``indextts-k8s gateway``: the REST gateway on :8788, over the cluster's TTSWorkflows."""
+"""``indextts-k8s gateway``: the REST gateway on :8788 (its monitoring on :9090), over the cluster's
+TTSWorkflows."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ HELP = "run the REST gateway (the workflow API on :8788) over the cluster's TTSW
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (env TTS_GATEWAY_HOST; default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port (env TTS_GATEWAY_PORT; default 8788)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="monitoring port: /healthz, /readyz, /metrics without the key "
+        "(env TTS_GATEWAY_METRICS_PORT; default 9090; 0: none)",
+    )
     parser.add_argument("--namespace", help="namespace of the TTSWorkflows (env TTS_GATEWAY_NAMESPACE)")
     parser.add_argument("--nats-url", help="NATS, for the worker registry (env TTS_GATEWAY_NATS_URL)")
     parser.add_argument(
@@ -28,10 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    import asyncio
 
     from gateway.app import create_app
     from gateway.kubernetes_backend import KubernetesBackend, open_kubernetes_backend
+    from gateway.serving import GatewayServers
     from gateway.settings import GatewaySettings
     from gateway.worker_directory import open_worker_directory
     from kube_access.client import api_client
@@ -45,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         for key, value in {
             "host": args.host,
             "port": args.port,
+            "metrics_port": args.metrics_port,
             "namespace": args.namespace,
             "nats_url": args.nats_url,
         }.items()
@@ -60,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         policy,
         lambda: open_worker_directory(settings.nats_url, quota_reader),
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    try:
+        asyncio.run(GatewayServers.of(app).serve())
+    except OSError as exc:  # the monitoring port taken
+        logging.getLogger("gateway.app").error("%s", exc)
+        return 1
     return 0
 
 

@@ -15,6 +15,14 @@ class GatewaySettings(BaseSettings):
     port: int = Field(
         default=8788, ge=1, le=65535, description="Port to listen on (the workflow API's port)."
     )
+    metrics_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Port of the monitoring listener: /healthz, /readyz and /metrics without the API key, "
+        "for probes and Prometheus; 0: none (the API port serves them too, /readyz and /metrics behind "
+        "the key).",
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description="When set, every endpoint but /healthz requires it in X-API-Key or "
