@@ -40,7 +40,7 @@ def test_local_stack_speaks_through_indextts2(checkpoint: Checkpoint, tmp_path: 
                     "workflow_chain": ["indextts.generate_speech"],
                     "indextts_config": {
                         "text": "你好，这是IndexTTS2生成的语音。",
-                        "output_path": "/share/out/hello.wav",
+                        "output_path": "/share/workflows/output/hello.wav",
                         "emotion_vector": [0.8, 0, 0, 0, 0, 0, 0.2, 0],
                     },
                 }
@@ -53,6 +53,6 @@ def test_local_stack_speaks_through_indextts2(checkpoint: Checkpoint, tmp_path: 
     assert speech.status_code == 200, speech.text
     body = speech.json()
     assert body["model_info"]["model_type"] == "IndexTTS2"
-    audio = soundfile.info(str(tmp_path / "share" / "out" / "hello.wav"))
+    audio = soundfile.info(str(tmp_path / "share" / "workflows" / "output" / "hello.wav"))
     assert audio.samplerate == body["sample_rate"] == 22050
     assert audio.duration == pytest.approx(body["duration"], abs=0.01)

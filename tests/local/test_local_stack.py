@@ -82,9 +82,10 @@ def test_documented_example_1_basic_speech(stack: Stack) -> None:
 
 def test_documented_example_2_voice_cloning_speaks_and_warns(stack: Stack) -> None:
     with stack.client() as client:
-        made = client.post("/v1/workflows", json=speech("参考", "/share/reference/source.wav")).json()
+        made = client.post("/v1/workflows", json=speech("参考", "/share/workflows/output/source.wav")).json()
         reference = stack.share / "reference" / "target_voice.wav"
-        shutil.copy(stack.share / "reference" / "source.wav", reference)
+        reference.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(stack.share / "workflows" / "output" / "source.wav", reference)
         response = client.post(
             "/v1/workflows",
             json=speech(
@@ -168,19 +169,22 @@ def test_async_request_then_status_then_audio(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (speech("   ", "/share/a.wav"), "workflow_config.indextts_config.text"),
+        (speech("   ", "/share/workflows/output/a.wav"), "workflow_config.indextts_config.text"),
         (speech("hi", "/share/../etc/a.wav"), "workflow_config.indextts_config.output_path"),
         (
-            speech("hi", "/share/a.wav", reference_audio="/share/missing.wav"),
+            speech("hi", "/share/workflows/output/a.wav", reference_audio="/share/missing.wav"),
             "workflow_config.indextts_config.reference_audio",
         ),
         (
-            speech("hi", "/share/a.wav", reference_audio="narrator"),
+            speech("hi", "/share/workflows/output/a.wav", reference_audio="narrator"),
             "workflow_config.indextts_config.reference_audio",
         ),
-        (speech("hi", "/share/a.wav", emotion_alpha=2), "workflow_config.indextts_config.emotion_alpha"),
         (
-            speech("hi", "/share/a.wav", emotion_vector=[0.1] * 7),
+            speech("hi", "/share/workflows/output/a.wav", emotion_alpha=2),
+            "workflow_config.indextts_config.emotion_alpha",
+        ),
+        (
+            speech("hi", "/share/workflows/output/a.wav", emotion_vector=[0.1] * 7),
             "workflow_config.indextts_config.emotion_vector",
         ),
         (task("indextts.unknown"), "workflow_config.workflow_chain[0]"),
@@ -247,7 +251,9 @@ def test_api_key_is_required_but_not_for_liveness(slow_stack: Stack) -> None:
 def test_monitoring_shows_the_job_holding_the_gpu_slot(slow_stack: Stack) -> None:
     with slow_stack.client(**KEY) as client:
         accepted = client.post(
-            "/v1/workflows", params={"async": "1"}, json=speech("slow speech", "/share/slow.wav")
+            "/v1/workflows",
+            params={"async": "1"},
+            json=speech("slow speech", "/share/workflows/output/slow.wav"),
         ).json()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -272,7 +278,9 @@ def test_monitoring_shows_the_job_holding_the_gpu_slot(slow_stack: Stack) -> Non
 def test_deleting_a_running_workflow_cancels_its_job(slow_stack: Stack) -> None:
     with slow_stack.client(**KEY) as client:
         accepted = client.post(
-            "/v1/workflows", params={"async": "1"}, json=speech("to be cancelled", "/share/cancelled.wav")
+            "/v1/workflows",
+            params={"async": "1"},
+            json=speech("to be cancelled", "/share/workflows/output/cancelled.wav"),
         ).json()
         workflow_id = accepted["workflow_id"]
         deadline = time.monotonic() + 20
@@ -287,7 +295,7 @@ def test_deleting_a_running_workflow_cancels_its_job(slow_stack: Stack) -> None:
         while client.get("/api/v1/monitoring/gpu-lock/health").json()["active_locks"] != 0:
             assert time.monotonic() < deadline, "the cancelled job kept its slot"
             time.sleep(0.05)
-    assert not (slow_stack.share / "cancelled.wav").exists()
+    assert not (slow_stack.share / "workflows" / "output" / "cancelled.wav").exists()
     assert "cancel" in slow_stack.log_text().lower()
 
 
@@ -306,7 +314,9 @@ def test_a_crashed_stack_resumes_its_work_on_restart(tmp_path: Path) -> None:
     stack = start_stack(tmp_path, "--engine", "synthetic", env=env)
     with stack.client() as client:
         workflow_id = client.post(
-            "/v1/workflows", params={"async": "1"}, json=speech("survive a crash", "/share/survivor.wav")
+            "/v1/workflows",
+            params={"async": "1"},
+            json=speech("survive a crash", "/share/workflows/output/survivor.wav"),
         ).json()["workflow_id"]
         deadline = time.monotonic() + 20
         while client.get(f"/v1/workflows/status/{workflow_id}").json()["status"] != "running":
@@ -322,7 +332,7 @@ def test_a_crashed_stack_resumes_its_work_on_restart(tmp_path: Path) -> None:
     with running_stack(tmp_path, "--engine", "synthetic", env=env) as restarted, restarted.client() as client:
         status = _wait_finished(client, workflow_id, timeout=60)
     assert status["status"] == "succeeded", status
-    assert (tmp_path / "share" / "survivor.wav").exists()
+    assert (tmp_path / "share" / "workflows" / "output" / "survivor.wav").exists()
 
 
 def _processes() -> list[str]:
