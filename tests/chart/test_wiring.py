@@ -67,16 +67,16 @@ def test_a_restricted_gateway_still_lets_the_charts_helm_test_in(helm: Helm) -> 
         values=[EVERYTHING],
         set_values=["networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.team=web"],
     )
-    (rule,) = policies(scraped)["gateway"]["spec"]["ingress"]
-    assert rule["from"][2] == {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
-    }
+    clients, scraping = policies(scraped)["gateway"]["spec"]["ingress"]
+    assert clients == rule, "scraping opens the monitoring port, not the API port"
+    assert scraping["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize(
     ("name", "probe", "path", "port"),
     [
         ("gateway", "livenessProbe", "/healthz", "http"),
+        ("gateway", "readinessProbe", "/readyz", "metrics"),
         ("inference", "livenessProbe", "/healthz", "http"),
         ("inference", "readinessProbe", "/readyz", "http"),
         ("inference", "startupProbe", "/healthz", "http"),
@@ -97,6 +97,8 @@ def test_probe_ports_are_the_ports_the_processes_listen_on(helm: Helm) -> None:
     assert port_named(operator, "health") == 8181
     assert env_of(operator)["TTS_OPERATOR_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8181/healthz"
     assert port_named(operator, "metrics") == int(env_of(operator)["TTS_OPERATOR_METRICS_PORT"])
+    gateway = container_of(helm.template(set_values=["gateway.metricsPort=9191"]), "gateway")
+    assert port_named(gateway, "metrics") == 9191 == int(env_of(gateway)["TTS_GATEWAY_METRICS_PORT"])
 
 
 def test_every_component_reaches_the_same_nats(helm: Helm) -> None:
@@ -212,8 +214,8 @@ def test_only_the_gateway_takes_traffic_from_outside_the_release(helm: Helm) -> 
 
 def test_metrics_scraping_opens_only_the_metrics_ports(helm: Helm) -> None:
     by_component = policies(helm.template(values=[EVERYTHING]))
-    for name, port in (("operator", "metrics"), ("inference", "http")):
-        (rule,) = by_component[name]["spec"]["ingress"]
+    for name, port in (("operator", "metrics"), ("inference", "http"), ("gateway", "metrics")):
+        rule = by_component[name]["spec"]["ingress"][-1]
         assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
         assert rule["from"] == [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
