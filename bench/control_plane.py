@@ -50,7 +50,10 @@ def request_body(index: int) -> dict[str, object]:
     return {
         "workflow_config": {
             "workflow_chain": ["indextts.generate_speech"],
-            "indextts_config": {"text": TEXT, "output_path": f"/share/bench/k8s-{index}.wav"},
+            "indextts_config": {
+                "text": TEXT,
+                "output_path": f"/share/workflows/output/bench/k8s-{index}.wav",
+            },
         }
     }
 

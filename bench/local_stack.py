@@ -44,7 +44,7 @@ def request_body(index: int) -> dict[str, Any]:
         "video_path": "/app/videos/bench.mp4",
         "workflow_config": {
             "workflow_chain": ["indextts.generate_speech"],
-            "indextts_config": {"text": TEXT, "output_path": f"/share/bench/{index}.wav"},
+            "indextts_config": {"text": TEXT, "output_path": f"/share/workflows/output/bench/{index}.wav"},
         },
     }
 

@@ -84,7 +84,7 @@ class RssSampler:
 
 def _job(index: int, policy: ValidationPolicy, text: str) -> JobMessage:
     uid = f"bench-memory-{index}"
-    config = {"text": text, "output_path": f"/share/bench/memory-{index}.wav"}
+    config = {"text": text, "output_path": f"/share/workflows/output/bench/memory-{index}.wav"}
     return JobMessage(
         job_id=make_job_id(uid, TaskName.GENERATE_SPEECH, 1),
         workflow=WorkflowRef(uid=uid, name=uid, namespace="bench"),

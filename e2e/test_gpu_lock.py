@@ -22,7 +22,10 @@ def speech(name: str) -> dict[str, object]:
         "spec": {
             "workflowConfig": {
                 "workflowChain": ["indextts.generate_speech"],
-                "indexttsConfig": {"text": "GPU lock test.", "outputPath": f"/share/e2e/{name}.wav"},
+                "indexttsConfig": {
+                    "text": "GPU lock test.",
+                    "outputPath": f"/share/workflows/output/e2e/{name}.wav",
+                },
             }
         },
     }

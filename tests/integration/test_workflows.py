@@ -20,7 +20,7 @@ from tts_api.constants import API_GROUP, API_VERSION, PLURAL
 SPEECH = {
     "workflow_config": {
         "workflow_chain": ["indextts.generate_speech"],
-        "indextts_config": {"text": "你好，世界。", "output_path": "/share/out/hello.wav"},
+        "indextts_config": {"text": "你好，世界。", "output_path": "/share/workflows/output/hello.wav"},
     }
 }
 
@@ -29,7 +29,7 @@ def speech(output: str, text: str = "你好，世界。") -> dict[str, Any]:
     return {
         "workflow_config": {
             "workflow_chain": ["indextts.generate_speech"],
-            "indextts_config": {"text": text, "output_path": f"/share/out/{output}.wav"},
+            "indextts_config": {"text": text, "output_path": f"/share/workflows/output/{output}.wav"},
         }
     }
 
@@ -103,11 +103,11 @@ def test_every_task_through_the_gateway(stack: Stack) -> None:
         assert done.status_code == 200, done.text
         result = done.json()
         assert result["status"] == "success"
-        assert result["output_path"] == "/share/out/every-task.wav"
+        assert result["output_path"] == "/share/workflows/output/every-task.wav"
         audio = http.get(f"/v1/workflows/{result['workflow_id']}/audio")
         assert audio.status_code == 200
         assert audio.content[:4] == b"RIFF"
-        assert (stack.share_dir / "out" / "every-task.wav").read_bytes() == audio.content
+        assert (stack.share_dir / "workflows" / "output" / "every-task.wav").read_bytes() == audio.content
 
         for task, key in (
             ("indextts.health_check", "gpu_lock"),
@@ -143,7 +143,9 @@ def test_deleting_a_running_workflow_cancels_its_job_and_removes_it(stack: Stack
         wait_until(lambda: read(stack, workflow_id) is None, 15, "the object gone from the API server")
         worker.wait_for_log(r"cancel", timeout=15)
         assert http.get(f"/v1/workflows/status/{workflow_id}").status_code == 404
-    assert not (stack.share_dir / "out" / "deleted-mid-job.wav").exists(), "the job did not finish"
+    assert not (stack.share_dir / "workflows" / "output" / "deleted-mid-job.wav").exists(), (
+        "the job did not finish"
+    )
 
 
 def test_a_workflow_past_its_time_limit_fails_with_task_timeout(stack: Stack) -> None:
@@ -155,7 +157,7 @@ def test_a_workflow_past_its_time_limit_fails_with_task_timeout(stack: Stack) ->
                 "timeoutSeconds": 3,
                 "workflowConfig": {
                     "workflowChain": ["indextts.generate_speech"],
-                    "indexttsConfig": {"text": "慢", "outputPath": "/share/out/too-slow.wav"},
+                    "indexttsConfig": {"text": "慢", "outputPath": "/share/workflows/output/too-slow.wav"},
                 },
             },
         )
@@ -202,7 +204,7 @@ def test_a_spec_edited_while_running_fails_the_workflow_and_cancels_its_job(stac
         assert "create a new TTSWorkflow" in body["status"]["error"]["message"]
         assert {c["type"]: c["reason"] for c in body["status"]["conditions"]}["Failed"] == "SpecChanged"
         worker.wait_for_log(r"cancel", timeout=15)
-    assert not (stack.share_dir / "out" / "edited.wav").exists()
+    assert not (stack.share_dir / "workflows" / "output" / "edited.wav").exists()
 
 
 # --- faults ---------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def test_a_worker_killed_mid_job_costs_an_attempt_not_the_workflow(stack: Stack)
         wait_until(lambda: status_of(http, workflow_id)["status"] == "succeeded", 60, "succeeded")
         (stage,) = status_of(http, workflow_id)["stages"]
         assert stage["attempt"] == 2, "the killed attempt counted, the next one ran"
-    assert (stack.share_dir / "out" / "worker-killed.wav").stat().st_size > 44
+    assert (stack.share_dir / "workflows" / "output" / "worker-killed.wav").stat().st_size > 44
 
 
 def test_the_operator_killed_with_work_in_flight_loses_and_doubles_nothing(stack: Stack) -> None:
@@ -239,7 +241,7 @@ def test_the_operator_killed_with_work_in_flight_loses_and_doubles_nothing(stack
         )
     assert jobs_run(stack) - before == 20, "each workflow's speech was made exactly once"
     for index in range(20):
-        assert (stack.share_dir / "out" / f"in-flight-{index}.wav").exists()
+        assert (stack.share_dir / "workflows" / "output" / f"in-flight-{index}.wav").exists()
 
 
 # --- what the gateway shows -----------------------------------------------------------------------

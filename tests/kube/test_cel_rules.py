@@ -30,7 +30,7 @@ def workflow(name: str, config: dict[str, Any]) -> dict[str, Any]:
             {
                 "workflowConfig": {
                     "workflowChain": ["indextts.generate_speech"],
-                    "indexttsConfig": {"outputPath": "/share/out/a.wav"},
+                    "indexttsConfig": {"outputPath": "/share/workflows/output/a.wav"},
                 }
             },
             "indexttsConfig.text is required for indextts.generate_speech",

@@ -53,7 +53,7 @@ def speech(name: str = NAME, text: str = "你好") -> dict[str, Any]:
         "spec": {
             "workflowConfig": {
                 "workflowChain": ["indextts.generate_speech"],
-                "indexttsConfig": {"text": text, "outputPath": "/share/out/edited.wav"},
+                "indexttsConfig": {"text": text, "outputPath": "/share/workflows/output/edited.wav"},
             }
         },
     }

@@ -41,11 +41,11 @@ def spec(*chain: TaskName, **extra: Any) -> dict[str, Any]:
     tasks = list(chain) or [SPEECH]
     config: dict[str, Any] = {"workflowChain": [t.value for t in tasks]}
     if SPEECH in tasks:
-        config["indexttsConfig"] = {"text": "hello there", "outputPath": "/share/out/hello.wav"}
+        config["indexttsConfig"] = {"text": "hello there", "outputPath": "/share/workflows/output/hello.wav"}
     return {"workflowConfig": config, **extra}
 
 
-def speech_output(path: str = "/share/out/hello.wav") -> dict[str, Any]:
+def speech_output(path: str = "/share/workflows/output/hello.wav") -> dict[str, Any]:
     return {
         "output_path": path,
         "duration": 1.5,

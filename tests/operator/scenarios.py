@@ -26,7 +26,10 @@ def speech_spec(**extra: Any) -> dict[str, Any]:
     return {
         "workflowConfig": {
             "workflowChain": ["indextts.generate_speech"],
-            "indexttsConfig": {"text": "hello from the operator test", "outputPath": "/share/out/op.wav"},
+            "indexttsConfig": {
+                "text": "hello from the operator test",
+                "outputPath": "/share/workflows/output/op.wav",
+            },
         },
         **extra,
     }
@@ -79,7 +82,7 @@ async def created_workflow_succeeds(cluster: Cluster, nats_url: str) -> None:
         assert status["heartbeat"]["pod"] == POD
         assert status["heartbeat"]["gpu"] == "Stub GPU"
         assert status["heartbeat"]["lastHeartbeat"]
-        assert status["result"]["outputPath"] == "/share/out/op.wav"
+        assert status["result"]["outputPath"] == "/share/workflows/output/op.wav"
         assert status["stages"][0]["state"] == "Succeeded"
         assert status["stages"][0]["attempt"] == 1
         assert conditions(body) == {
@@ -219,7 +222,7 @@ async def chain_runs_in_order(cluster: Cluster, nats_url: str) -> None:
         assert status["phase"] == "Succeeded", status
         assert [stage["state"] for stage in status["stages"]] == ["Succeeded", "Succeeded"]
         assert status["stages"][0]["output"]["status"] == "healthy"
-        assert status["result"]["outputPath"] == "/share/out/op.wav"
+        assert status["result"]["outputPath"] == "/share/workflows/output/op.wav"
         assert [job.task.value for job in worker.jobs] == [
             "indextts.health_check",
             "indextts.generate_speech",

@@ -45,7 +45,11 @@ POD = "stub-pod-0"
 def output_for(job: JobMessage) -> dict[str, object]:
     """A result in the workflow API's shape for the job's task."""
     if job.task == TaskName.GENERATE_SPEECH:
-        path = job.config.output_path if job.config and job.config.output_path else "/share/out.wav"
+        path = (
+            job.config.output_path
+            if job.config and job.config.output_path
+            else "/share/workflows/output/out.wav"
+        )
         return {
             "output_path": path,
             "duration": 1.25,

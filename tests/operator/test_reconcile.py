@@ -502,14 +502,14 @@ def test_success_leaves_result_progress_heartbeat_and_conditions() -> None:
     status, _ = run_story(STORIES[0])
     assert status.progress == 100
     assert status.result is not None
-    assert status.result.output_path == "/share/out/hello.wav"
+    assert status.result.output_path == "/share/workflows/output/hello.wav"
     assert status.heartbeat is not None
     assert status.heartbeat.pod == "pod-1"
     assert status.heartbeat.gpu == "NVIDIA H100"
     assert status.heartbeat.last_heartbeat == at(10)
     assert status.stages[0].state == StageState.SUCCEEDED
     assert status.stages[0].output is not None
-    assert status.stages[0].output["outputPath"] == "/share/out/hello.wav"
+    assert status.stages[0].output["outputPath"] == "/share/workflows/output/hello.wav"
     assert status.accepted_at == at(0)
     assert status.started_at == at(5)
     assert status.finished_at == at(40)
@@ -677,7 +677,7 @@ def test_a_replayed_dispatch_is_the_same_message() -> None:
     job = decode_command(encode(jobs[0]))
     assert job.kind == "job"
     assert job.config is not None
-    assert job.config.output_path == "/share/out/hello.wav"
+    assert job.config.output_path == "/share/workflows/output/hello.wav"
     assert job.deadline == at(600)
 
 

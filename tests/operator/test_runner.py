@@ -192,7 +192,7 @@ async def test_the_durable_consumer_reads_events_sent_while_the_operator_was_dow
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
         await runner.close()
-    assert store.status("hello")["result"]["outputPath"] == "/share/out/hello.wav"
+    assert store.status("hello")["result"]["outputPath"] == "/share/workflows/output/hello.wav"
 
 
 @pytest.mark.parametrize("then", ["retry-published", "deleted-meanwhile"])
