@@ -173,6 +173,7 @@ def start_gateway(
         "KUBECONFIG": str(kubeconfig),
         "TTS_GATEWAY_HOST": "127.0.0.1",
         "TTS_GATEWAY_PORT": str(port),
+        "TTS_GATEWAY_METRICS_PORT": str(free_port()),
         "TTS_GATEWAY_NATS_URL": nats_url,
         "TTS_GATEWAY_NAMESPACE": namespace,
     }
