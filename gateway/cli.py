@@ -1,4 +1,4 @@
-"""``indextts-k8s gateway``: the REST gateway on :8788 (its monitoring on :9090), over the cluster's
+"""``indextts-k8s gateway``: the REST gateway on :8788 (its monitoring on :8789), over the cluster's
 TTSWorkflows."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=int,
         help="monitoring port: /healthz, /readyz, /metrics without the key "
-        "(env TTS_GATEWAY_METRICS_PORT; default 9090; 0: none)",
+        "(env TTS_GATEWAY_METRICS_PORT; default 8789; 0: none)",
     )
     parser.add_argument("--namespace", help="namespace of the TTSWorkflows (env TTS_GATEWAY_NAMESPACE)")
     parser.add_argument("--nats-url", help="NATS, for the worker registry (env TTS_GATEWAY_NATS_URL)")

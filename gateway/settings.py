@@ -16,7 +16,7 @@ class GatewaySettings(BaseSettings):
         default=8788, ge=1, le=65535, description="Port to listen on (the workflow API's port)."
     )
     metrics_port: int = Field(
-        default=9090,
+        default=8789,
         ge=0,
         le=65535,
         description="Port of the monitoring listener: /healthz, /readyz and /metrics without the API key, "

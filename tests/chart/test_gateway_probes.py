@@ -73,7 +73,7 @@ def test_prometheus_scrapes_the_monitoring_port_with_no_key(helm: Helm) -> None:
     assert metrics_service["metadata"]["name"] == component("gateway-metrics")
     assert metrics_service["spec"]["clusterIP"] == "None", "the monitoring port is never a client Service's"
     assert metrics_service["spec"]["ports"] == [
-        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+        {"name": "metrics", "port": 8789, "targetPort": "metrics", "protocol": "TCP"}
     ]
     assert "TTS_GATEWAY_API_KEY" not in str(monitor) and "authorization" not in endpoint
 
