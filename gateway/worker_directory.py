@@ -12,9 +12,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
+import nats.errors
+from nats.aio.client import Client
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
+from gateway.backend import BackendUnavailableError
 from gateway.monitoring import GpuQuota
 from nats_support.jetstream import ensure_jetstream
 from tts_api.registry import WorkerEntry, decode_entry
@@ -28,13 +31,33 @@ async def no_quota() -> GpuQuota | None:
     return None
 
 
+UNREACHABLE = (
+    "the worker registry (NATS) is not reachable: send the request again in a few seconds, "
+    "and see the gateway's log if it persists"
+)
+
+
 class WorkerDirectory:
-    def __init__(self, bucket: KeyValue, quota: QuotaReader = no_quota) -> None:
+    def __init__(self, bucket: KeyValue, quota: QuotaReader = no_quota, client: Client | None = None) -> None:
         self._bucket = bucket
         self._quota = quota
+        self._client = client
 
     async def entries(self) -> list[WorkerEntry]:
-        """Every registered worker; an unreadable entry is skipped (and logged)."""
+        """Every registered worker; an unreadable entry is skipped (and logged). Raises
+        :class:`BackendUnavailableError` at once while NATS is unreachable."""
+        if self._client is not None and not self._client.is_connected:
+            raise BackendUnavailableError(UNREACHABLE)
+        try:
+            return await self._entries()
+        except (
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.errors.ConnectionClosedError,
+        ) as exc:
+            raise BackendUnavailableError(UNREACHABLE) from exc
+
+    async def _entries(self) -> list[WorkerEntry]:
         try:
             keys = await self._bucket.keys()
         except NoKeysError:
@@ -61,8 +84,13 @@ class WorkerDirectory:
 async def open_worker_directory(
     nats_url: str, quota: QuotaReader = no_quota
 ) -> AsyncIterator[WorkerDirectory]:
-    client = await nats.connect(nats_url, name="tts-gateway-registry")
+    client = await nats.connect(
+        nats_url, name="tts-gateway-registry", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+    )
     try:
-        yield WorkerDirectory(await ensure_jetstream(client.jetstream()), quota)
+        yield WorkerDirectory(await ensure_jetstream(client.jetstream()), quota, client)
     finally:
-        await client.drain()
+        if client.is_connected:
+            await client.drain()
+        else:  # NATS is gone: a drain would raise
+            await client.close()

@@ -3,7 +3,9 @@
 One process runs an embedded nats-server, an inference worker (espeak by default, IndexTTS2 when a
 checkpoint is given), the operator's runner over a NATS KV record store, and the gateway on :8788.
 The workflow API's ``/share/...`` paths map to a local folder. Ctrl-C stops everything in order: the gateway
-stops taking requests, the worker finishes its job in hand, then the operator and NATS stop.
+stops taking requests, the worker finishes its job in hand, then the operator and NATS stop. A
+nats-server that dies, or whose store failed a write (a full disk), is restarted on the same port and
+store (:mod:`local_mode.nats_supervisor`); meanwhile the gateway answers 503 and ``/readyz`` is false.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local_mode.nats_supervisor import NatsSupervisor
 
 HELP = "run the whole stack on this machine: NATS, a worker, the operator and the gateway on :8788"
 
@@ -69,23 +75,34 @@ def run(args: argparse.Namespace) -> int:
     )
     for noisy in ("nats", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("nats.aio.client").addFilter(_one_line_per_nats_error)
     data_dir = args.data_dir.resolve()
     share_dir = (args.share_dir or data_dir / "share").resolve()
     share_dir.mkdir(parents=True, exist_ok=True)
     # Every part reads the shared root from the environment (tts_api.policy); set it before they load.
     os.environ["TTS_SHARED_DIR"] = str(share_dir)
     os.environ.setdefault("TTS_SHARED_PREFIX", "/share")
+    from local_mode.nats_supervisor import NatsSupervisor
     from nats_support.embedded_nats import EmbeddedNats
 
     with EmbeddedNats(data_dir / "nats", port=args.nats_port or None) as nats_server:
         try:
-            return asyncio.run(_serve(args, nats_server.url, share_dir))
+            return asyncio.run(_serve(args, NatsSupervisor(nats_server), nats_server.url, share_dir))
         except KeyboardInterrupt:
             return 130
 
 
-async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> int:
-    import nats
+def _one_line_per_nats_error(record: logging.LogRecord) -> bool:
+    """The NATS client logs each failed reconnect attempt with a traceback: one line instead."""
+    if record.exc_info and record.exc_info[1] is not None:
+        record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+        record.args = None
+        record.exc_info = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url: str, share_dir: Path) -> int:
     import uvicorn
 
     from gateway.app import create_app
@@ -93,7 +110,7 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     from gateway.worker_directory import open_worker_directory
     from local_mode.embedded_server import EmbeddedServer
     from local_mode.operator_driver import LocalDriver, LocalOperatorStore
-    from local_mode.record_store import LocalWorkflowStore, open_local_store
+    from local_mode.record_store import LocalWorkflowStore, close_client, connect, open_local_store
     from nats_support.jetstream import ensure_jetstream
     from tts_api.policy import policy_from_env
     from tts_operator.runtime import Runtime
@@ -104,10 +121,15 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     presets = load_presets(args.presets)
     # One process holds the presets file: the gateway refuses an unknown preset name at once.
     policy = policy_from_env().model_copy(update={"voice_presets": frozenset(presets)})
-    client = await nats.connect(nats_url, name="tts-local")
+    client = await connect(nats_url, "tts-local")
     js = client.jetstream()
     await ensure_jetstream(js)
-    records = await LocalWorkflowStore.open(js, policy)
+    records = await LocalWorkflowStore.open(js, policy, client=client, health=supervisor.health)
+
+    async def restore_buckets() -> None:
+        await asyncio.wait_for(ensure_jetstream(js), timeout=5)
+
+    supervisor.on_restart = restore_buckets
     operator_store = LocalOperatorStore(records)
     operator_settings = OperatorSettings(nats_url=nats_url, leader_election=False, metrics_port=0)
     runtime = await Runtime.start(operator_settings, operator_store, policy)
@@ -117,13 +139,18 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
     gateway_settings = GatewaySettings(
         host=args.host, port=args.port, nats_url=nats_url, api_key=args.api_key
     )
-    app = create_app(
-        gateway_settings,
-        lambda: open_local_store(nats_url, policy),
-        policy,
-        lambda: open_worker_directory(nats_url),
+    gateway_stores: list[LocalWorkflowStore] = []
+
+    @contextlib.asynccontextmanager
+    async def gateway_store() -> AsyncIterator[LocalWorkflowStore]:
+        async with open_local_store(nats_url, policy, health=supervisor.health) as store:
+            gateway_stores.append(store)
+            yield store
+
+    app = create_app(gateway_settings, gateway_store, policy, lambda: open_worker_directory(nats_url))
+    server = EmbeddedServer(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)
     )
-    server = EmbeddedServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -131,6 +158,7 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
         loop.add_signal_handler(signum, stopping.set)
 
     tasks: dict[str, asyncio.Task[Any]] = {
+        "nats supervisor": asyncio.create_task(supervisor.run(), name="nats-supervisor"),
         "operator": asyncio.create_task(driver.run(), name="local-operator"),
         "operator events": runtime.consumer_task,
         "gateway": asyncio.create_task(server.serve(), name="gateway"),
@@ -153,6 +181,8 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
         log.error("%s stopped: %r", name, error, exc_info=error)
 
     log.info("stopping: the gateway first, then the workers (finishing their jobs), then the operator")
+    for store in gateway_stores:
+        store.release_waiters()  # a synchronous request still waiting is answered with its status now
     server.should_exit = True
     for worker in workers:
         worker.request_stop()
@@ -161,12 +191,16 @@ async def _serve(args: argparse.Namespace, nats_url: str, share_dir: Path) -> in
             asyncio.gather(tasks["gateway"], *(tasks[w.worker_id] for w in workers), return_exceptions=True),
             timeout=60,
         )
-    tasks["operator"].cancel()
+    for name in ("operator", "nats supervisor"):
+        tasks[name].cancel()
     ended.cancel()
-    await asyncio.gather(tasks["operator"], ended, return_exceptions=True)
-    await runtime.stop()
+    await asyncio.gather(tasks["operator"], tasks["nats supervisor"], ended, return_exceptions=True)
+    try:
+        await asyncio.wait_for(runtime.stop(), timeout=15)
+    except TimeoutError:
+        log.warning("the operator did not stop within 15 s; leaving it")
     await records.close()
-    await client.drain()
+    await close_client(client)
     log.info("stopped")
     return 1 if failed else 0
 

@@ -17,7 +17,13 @@ from typing import Any, Literal
 
 from nats.js.kv import KV_DEL, KV_PURGE
 
-from local_mode.record_store import MAX_WRITE_RETRIES, LocalWorkflowStore, RecordConflictError
+from gateway.backend import BackendUnavailableError
+from local_mode.record_store import (
+    MAX_WRITE_RETRIES,
+    REWATCH_SECONDS,
+    LocalWorkflowStore,
+    RecordConflictError,
+)
 from tts_api.messages import WorkflowRef
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, Workflow
 from tts_operator.runner import Runner
@@ -96,18 +102,28 @@ class LocalDriver:
         self._tick_seconds = tick_seconds
 
     async def run(self) -> None:
-        """Until cancelled: follow the bucket and tick every workflow."""
+        """Until cancelled: follow the bucket and tick every workflow. A watch that breaks (NATS
+        restarted, or was unreachable) is opened again; its first values are then handled as
+        changes, not as a resume: this process still holds what it was doing."""
         ticking = asyncio.create_task(self._tick_forever(), name="local-operator-ticks")
+        resuming = True  # the first watch delivers every record as it is: the operator's resume
         try:
-            await self._follow()
+            while True:
+                try:
+                    await self._follow(resuming=resuming)
+                    resuming = False
+                except BackendUnavailableError as exc:
+                    log.warning("the records watch cannot open now (%s); trying again", exc)
+                except Exception as exc:
+                    log.warning("the records watch broke (%r); opening it again", exc)
+                await asyncio.sleep(REWATCH_SECONDS)
         finally:
             ticking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticking
 
-    async def _follow(self) -> None:
+    async def _follow(self, *, resuming: bool) -> None:
         watcher = await self._records.watch_all()
-        resuming = True  # the watch first delivers every record as it is: the operator's resume
         try:
             async for entry in watcher:
                 if entry is None:
@@ -134,12 +150,20 @@ class LocalDriver:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._tick_seconds)
-            for workflow in await self._store.list():
+            try:
+                workflows = await self._store.list()
+            except BackendUnavailableError as exc:
+                log.warning("no tick: %s", exc)
+                continue
+            for workflow in workflows:
                 await self._handle(Tick(), workflow)
 
     async def _handle(self, given: Input, workflow: Workflow) -> None:
         try:
             await self._runner.handle(given, workflow=workflow)
+        except BackendUnavailableError as exc:
+            # The store is restarting or full: the next tick or change tries again.
+            log.warning("could not reconcile %s for %s: %s", type(given).__name__, workflow.ref.name, exc)
         except Exception:
             # As kopf would: log, and the next tick or change tries again.
             log.exception("could not reconcile %s for %s", type(given).__name__, workflow.ref.name)

@@ -4,6 +4,11 @@ On one machine there is no API server; this store plays its part. Each record is
 Kubernetes would hold it (camelCase spec and status, metadata with a uid), so the gateway, the
 reconcile core and the status presenters read the same shape in both modes. Writes use the
 bucket's revision for optimistic concurrency, as ``resourceVersion`` does on a cluster.
+
+Every call first asks whether the store can serve (its NATS connection is up, and the embedded
+server reports no fault, such as a full disk); when it cannot, or NATS fails under the call, it
+raises :class:`~gateway.backend.BackendUnavailableError` at once, which the gateway answers 503.
+Listing reads every record through one watch of the bucket, not one read per key.
 """
 
 from __future__ import annotations
@@ -13,23 +18,28 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
+import nats.errors
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
+    APIError,
     InvalidKeyError,
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
+    ServerError,
+    ServiceUnavailableError,
 )
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from gateway.backend import BackendUnavailableError
 from tts_api.nats_names import WORKFLOWS_BUCKET
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
@@ -40,6 +50,51 @@ log = logging.getLogger(__name__)
 LOCAL_NAMESPACE = "local"
 # Read-modify-write attempts before giving up on a record that keeps changing.
 MAX_WRITE_RETRIES = 20
+# How long a watch that broke waits before it is opened again.
+REWATCH_SECONDS = 0.5
+# JetStream's error codes for "cannot store this now": insufficient resources, JetStream disabled.
+UNAVAILABLE_ERR_CODES = frozenset({10023, 10039, 10047, 10076})
+
+Result = TypeVar("Result")
+Health = Callable[[], str | None]
+"""None while the store can serve, else what is wrong and what to do (the embedded server's view)."""
+
+
+def no_fault() -> str | None:
+    return None
+
+
+def unavailable(error: BaseException, url: str) -> BackendUnavailableError | None:
+    """The error NATS raised, as the store being unavailable; None for any other error (a missing
+    key, a conflict: the callers' business)."""
+    if isinstance(error, nats.errors.TimeoutError | TimeoutError):
+        return BackendUnavailableError(
+            f"the workflow store (NATS at {url}) did not answer in time: nothing was stored; "
+            "send the request again in a few seconds, and see the stack's log if it persists"
+        )
+    if isinstance(
+        error,
+        nats.errors.ConnectionClosedError
+        | nats.errors.ConnectionReconnectingError
+        | nats.errors.NoRespondersError
+        | nats.errors.OutboundBufferLimitError,
+    ):
+        return not_connected(url)
+    if isinstance(error, ServiceUnavailableError | ServerError) or (
+        type(error) is APIError and error.err_code in UNAVAILABLE_ERR_CODES
+    ):
+        return BackendUnavailableError(
+            f"the workflow store (NATS at {url}) cannot store writes now ({error.description}): "
+            "nothing was stored; free disk space in the data directory, then send the request again"
+        )
+    return None
+
+
+def not_connected(url: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"the workflow store (NATS at {url}) is not reachable; local mode restarts it by itself: "
+        "send the request again in a few seconds, and see the stack's log if it persists"
+    )
 
 
 class RecordExistsError(Exception):
@@ -71,17 +126,73 @@ Predicate = Callable[[TTSWorkflow], bool]
 class LocalWorkflowStore:
     """TTSWorkflow records in NATS KV, with waiting on changes."""
 
-    def __init__(self, kv: KeyValue, policy: ValidationPolicy) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        policy: ValidationPolicy,
+        *,
+        client: Client | None = None,
+        health: Health = no_fault,
+    ) -> None:
         self._kv = kv
         self._policy = policy
+        self._client = client
+        self._health = health
         self._waiters: dict[str, list[tuple[Predicate, asyncio.Future[TTSWorkflow]]]] = {}
         self._follower: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, js: JetStreamContext, policy: ValidationPolicy) -> LocalWorkflowStore:
-        return cls(await js.create_key_value(workflows_bucket()), policy)
+    async def open(
+        cls,
+        js: JetStreamContext,
+        policy: ValidationPolicy,
+        *,
+        client: Client | None = None,
+        health: Health = no_fault,
+    ) -> LocalWorkflowStore:
+        """The bucket, made if missing; ``client`` (the connection under ``js``) lets each call
+        refuse at once while it is disconnected."""
+        kv = await js.create_key_value(workflows_bucket())
+        return cls(kv, policy, client=client, health=health)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting on a record now (each holds a future until it returns)."""
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    @property
+    def _url(self) -> str:
+        server = self._client.connected_url if self._client is not None else None
+        return server.geturl() if server is not None else "its configured address"
+
+    def check(self) -> None:
+        """Raise :class:`BackendUnavailableError` at once when the store cannot serve."""
+        problem = self._health()
+        if problem is not None:
+            raise BackendUnavailableError(problem)
+        if self._client is not None and not self._client.is_connected:
+            raise not_connected(self._url)
+
+    async def _reach(self, call: Callable[[], Awaitable[Result]]) -> Result:
+        """``call()``, if the store can serve; NATS failing under it is the store being unavailable."""
+        self.check()
+        try:
+            return await call()
+        except Exception as exc:
+            mapped = unavailable(exc, self._url)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def release_waiters(self) -> None:
+        """Answer every waiting request now with the workflow's state as it is (the stack stops)."""
+        for waiters in self._waiters.values():
+            for _, future in waiters:
+                if not future.done():
+                    future.set_exception(TimeoutError())
 
     async def close(self) -> None:
+        self.release_waiters()
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,7 +200,7 @@ class LocalWorkflowStore:
             self._follower = None
 
     async def ping(self) -> None:
-        await self._kv.status()
+        await self._reach(self._kv.status)
 
     # --- reading and writing -------------------------------------------------------------------
 
@@ -97,13 +208,22 @@ class LocalWorkflowStore:
         return read_workflow(json.loads(data), policy=self._policy)
 
     async def bodies(self) -> list[dict[str, Any]]:
-        """Every record as stored."""
+        """Every record as stored, from one watch of the bucket (its current values, then stop):
+        a few requests whatever the number of records, not one read per key."""
+        return await self._reach(self._snapshot)
+
+    async def _snapshot(self) -> list[dict[str, Any]]:
+        watcher = await self._kv.watchall(ignore_deletes=True)
+        found: list[dict[str, Any]] = []
         try:
-            names = await self._kv.keys()
-        except NoKeysError:
-            return []
-        found = [await self.read_body(name) for name in names]
-        return [entry[0] for entry in found if entry is not None]
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.value and entry.operation not in (KV_DEL, KV_PURGE):
+                    found.append(json.loads(entry.value))
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return found
 
     async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:
         """Store a new workflow, as the API server would on ``POST``: uid, generation, timestamp."""
@@ -117,8 +237,9 @@ class LocalWorkflowStore:
             ),
             spec=spec,
         )
+        body = json.dumps(workflow.to_k8s()).encode()
         try:
-            await self._kv.create(name, json.dumps(workflow.to_k8s()).encode())
+            await self._reach(lambda: self._kv.create(name, body))
         except KeyWrongLastSequenceError:
             raise RecordExistsError(f"a workflow named {name!r} already exists") from None
         return workflow
@@ -127,7 +248,7 @@ class LocalWorkflowStore:
         """The record as stored (the resource's JSON) and its revision; None when there is none, as
         for a name that cannot be a key (no record has it)."""
         try:
-            entry = await self._kv.get(name)
+            entry = await self._reach(lambda: self._kv.get(name))
         except (KeyNotFoundError, KeyDeletedError, InvalidKeyError):
             return None
         if entry.value is None or entry.revision is None:
@@ -137,8 +258,9 @@ class LocalWorkflowStore:
 
     async def write_body(self, name: str, body: dict[str, Any], *, revision: int) -> int:
         """Replace the record if it is still at ``revision``; return the new revision."""
+        data = json.dumps(body).encode()
         try:
-            return await self._kv.update(name, json.dumps(body).encode(), last=revision)
+            return await self._reach(lambda: self._kv.update(name, data, last=revision))
         except KeyWrongLastSequenceError:
             raise RecordConflictError(f"workflow {name!r} changed since revision {revision}") from None
 
@@ -186,16 +308,17 @@ class LocalWorkflowStore:
 
     async def purge(self, name: str) -> None:
         """Remove the record for good (after its deletion was handled)."""
-        await self._kv.purge(name)
+        await self._reach(lambda: self._kv.purge(name))
 
     async def watch_all(self) -> KeyValue.KeyWatcher:
         """A watch of every record: first each as it is, then None, then every change."""
-        return await self._kv.watchall()
+        return await self._reach(self._kv.watchall)
 
     # --- waiting for a change ------------------------------------------------------------------
 
     async def wait(self, name: str, predicate: Predicate, wait_seconds: float) -> TTSWorkflow | None:
         """The workflow once ``predicate`` holds for it, or its latest state after ``wait_seconds``."""
+        self.check()
         self._start_following()
         future: asyncio.Future[TTSWorkflow] = asyncio.get_running_loop().create_future()
         waiter = (predicate, future)
@@ -219,7 +342,18 @@ class LocalWorkflowStore:
             self._follower = asyncio.create_task(self._follow(), name="local-store-follower")
 
     async def _follow(self) -> None:
-        """One watch over the whole bucket wakes every waiter whose predicate now holds."""
+        """One watch over the whole bucket wakes every waiter whose predicate now holds; a watch
+        that breaks (NATS restarted) is opened again, and its first values wake whoever waits."""
+        while True:
+            try:
+                await self._follow_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("the records watch broke (%s); opening it again", exc)
+            await asyncio.sleep(REWATCH_SECONDS)
+
+    async def _follow_once(self) -> None:
         watcher = await self._kv.watchall(ignore_deletes=False)
         try:
             async for entry in watcher:
@@ -240,13 +374,51 @@ class LocalWorkflowStore:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
 
+async def connect(nats_url: str, name: str) -> Client:
+    """A client that reconnects for as long as it lives (local mode restarts its nats-server) and
+    says so in one line each time, not a traceback per attempt."""
+
+    async def on_error(error: Exception) -> None:
+        log.debug("%s: NATS error: %r", name, error)
+
+    async def on_disconnected() -> None:
+        log.warning("%s: disconnected from NATS at %s; reconnecting", name, nats_url)
+
+    async def on_reconnected() -> None:
+        log.info("%s: reconnected to NATS at %s", name, nats_url)
+
+    return await nats.connect(
+        nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+
+
+async def close_client(client: Client, drain_seconds: float = 5.0) -> None:
+    """Drain the client, or close it when NATS is gone (a drain would wait for it)."""
+    try:
+        if client.is_connected:
+            await asyncio.wait_for(client.drain(), drain_seconds)
+            return
+    except Exception as exc:
+        log.debug("draining the NATS client failed: %r", exc)
+    with contextlib.suppress(Exception):
+        await client.close()
+
+
 @contextlib.asynccontextmanager
-async def open_local_store(nats_url: str, policy: ValidationPolicy) -> AsyncIterator[LocalWorkflowStore]:
+async def open_local_store(
+    nats_url: str, policy: ValidationPolicy, *, health: Health = no_fault
+) -> AsyncIterator[LocalWorkflowStore]:
     """Connect to NATS, open the workflow bucket, and close both on exit."""
-    client = await nats.connect(nats_url, name="tts-local-store")
-    store = await LocalWorkflowStore.open(client.jetstream(), policy)
+    client = await connect(nats_url, "tts-local-store")
+    store = await LocalWorkflowStore.open(client.jetstream(), policy, client=client, health=health)
     try:
         yield store
     finally:
         await store.close()
-        await client.drain()
+        await close_client(client)

@@ -33,8 +33,11 @@ class Stack:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Stack:
-    """Start the local stack and wait until it serves."""
+def start_stack(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+) -> Stack:
+    """Start the local stack and wait until it serves; ``new_session``: in a process group of its
+    own, as a terminal runs it (a Ctrl-C there is SIGINT to the whole group)."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "stack.log"
@@ -46,6 +49,7 @@ def start_stack(data_dir: Path, *args: str, env: dict[str, str] | None = None) -
             stdout=out,
             stderr=subprocess.STDOUT,
             env=environment,
+            start_new_session=new_session,
         )
     stack = Stack(f"http://127.0.0.1:{port}", data_dir / "share", log, process)
     try:
@@ -86,3 +90,14 @@ def _wait_until_serving(stack: Stack, timeout: float = 60.0) -> None:
                 return
         time.sleep(0.1)
     raise AssertionError(f"the stack did not serve within {timeout} s:\n{stack.log_text()}")
+
+
+def nats_server_pids(data_dir: Path) -> list[int]:
+    """The nats-servers whose store is under ``data_dir`` (the stack's own)."""
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True)  # noqa: S607
+    store = str(data_dir / "nats")
+    return [
+        int(line.split(None, 1)[0])
+        for line in listing.stdout.splitlines()
+        if "nats-server" in line and store in line
+    ]
