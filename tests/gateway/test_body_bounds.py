@@ -98,3 +98,20 @@ def test_a_body_sent_in_time_in_pieces_is_read_whole(nats_url: str, policy: Vali
         response = httpx.post(f"{url}/v1/workflows", content=iter([body[:7], body[7:]]), timeout=30)
     assert response.status_code == 400
     assert refusal(response)["field"] == "workflow_config.workflow_chain[0]"
+
+
+def test_a_client_without_the_key_is_refused_before_its_body_is_read(
+    nats_url: str, policy: ValidationPolicy
+) -> None:
+    """401 at once, not 408 after the body's time: the gateway reads no body for such a client."""
+    with served_gateway(
+        nats_url, policy, api_key="body-test-key-0123456789", body_timeout_seconds=600
+    ) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as connection:
+            connection.sendall(
+                b"POST /v1/workflows HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n" + b'{"workflow_config": '
+            )
+            head = connection.recv(65536)  # the answer, while the body is still owed
+    assert head.startswith(b"HTTP/1.1 401 "), head[:100]
