@@ -2,7 +2,7 @@
 gateway over local mode's record store on a real nats-server, and each answer must be documented
 (status, content type, body) and none a 5xx.
 
-A fixed seed and a bounded number of cases keep it reproducible and short (a few seconds).
+A fixed random seed and a bounded number of cases keep it reproducible and short (a few seconds).
 """
 
 from __future__ import annotations
