@@ -46,6 +46,7 @@ from inference_pod.outcomes import (
     after_redelivery,
     handed_back_count,
 )
+from inference_pod.output_cleanup import handle_deletion
 from inference_pod.settings import WorkerSettings
 from nats_support.jetstream import ensure_jetstream, subscribe_workers
 from tts_api.constants import TaskName
@@ -71,6 +72,7 @@ from tts_api.nats_names import (
     event_subject,
     job_subject,
 )
+from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import ResultModel
@@ -241,6 +243,9 @@ class Worker:
 
     async def _handle(self, message: Msg) -> None:
         delivered = message.metadata.num_delivered
+        if message.subject == OUTPUT_DELETION_SUBJECT:  # a deleted workflow's audio, not a job
+            await handle_deletion(message, self.policy.shared_root)
+            return
         try:
             command = decode_command(message.data, self.policy)
             if not isinstance(command, JobMessage):

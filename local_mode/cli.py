@@ -113,6 +113,7 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
     from local_mode.record_store import LocalWorkflowStore, close_client, connect, open_local_store
     from nats_support.jetstream import ensure_jetstream
     from tts_api.policy import policy_from_env
+    from tts_operator.output_cleanup import request_output_deletion
     from tts_operator.runtime import Runtime
     from tts_operator.settings import Settings as OperatorSettings
     from voice_library.presets import load_presets
@@ -130,7 +131,9 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
         await asyncio.wait_for(ensure_jetstream(js), timeout=5)
 
     supervisor.on_restart = restore_buckets
-    operator_store = LocalOperatorStore(records)
+    operator_store = LocalOperatorStore(
+        records, on_deleted=lambda workflow: request_output_deletion(js, workflow, policy)
+    )
     operator_settings = OperatorSettings(nats_url=nats_url, leader_election=False, metrics_port=0)
     runtime = await Runtime.start(operator_settings, operator_store, policy)
     driver = LocalDriver(records, operator_store, runtime.runner, tick_seconds=operator_settings.tick_seconds)

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from nats.js.kv import KV_DEL, KV_PURGE
@@ -48,8 +49,14 @@ def apply_merge_patch(target: Any, patch: Any) -> Any:
 class LocalOperatorStore:
     """The runner's :class:`~tts_operator.store.WorkflowStore`, over local mode's records."""
 
-    def __init__(self, records: LocalWorkflowStore) -> None:
+    def __init__(
+        self,
+        records: LocalWorkflowStore,
+        *,
+        on_deleted: Callable[[Workflow], Awaitable[None]] | None = None,
+    ) -> None:
         self._records = records
+        self._on_deleted = on_deleted  # queues the deletion of its audio (tts_operator.output_cleanup)
 
     async def get(self, namespace: str | None, name: str) -> Workflow | None:
         found = await self._records.read_body(name)
@@ -76,6 +83,16 @@ class LocalOperatorStore:
         found = await self._records.read_body(ref.name)
         if found is not None and found[0].get("metadata", {}).get("uid") == ref.uid:
             await self._records.purge(ref.name)
+            await self.deleted(workflow_from_body(found[0]))
+
+    async def deleted(self, workflow: Workflow) -> None:
+        """A workflow is gone: its audio goes too; a failure is logged (the record is gone anyway)."""
+        if self._on_deleted is None:
+            return
+        try:
+            await self._on_deleted(workflow)
+        except Exception:
+            log.exception("could not queue the deletion of %s's audio; it stays", workflow.ref.name)
 
     async def post_event(
         self, ref: WorkflowRef, kind: Literal["Normal", "Warning"], reason: str, message: str
@@ -139,6 +156,7 @@ class LocalDriver:
         workflow = workflow_from_body(body)
         if body.get("metadata", {}).get("deletionTimestamp"):
             await self._handle(Deleted(), workflow)
+            await self._store.deleted(workflow)
             await self._records.purge(workflow.ref.name)  # the finalizer's work is done
             return
         if resuming and not workflow.status.phase.finished:

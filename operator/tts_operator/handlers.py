@@ -15,6 +15,7 @@ import kopf
 from tts_api.constants import API_GROUP, API_VERSION, FINISHED_PHASES, PLURAL
 from tts_api.policy import ValidationPolicy
 from tts_operator.leader import LeaderElector
+from tts_operator.output_cleanup import request_output_deletion
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, expires_at
 from tts_operator.runtime import Runtime
 from tts_operator.settings import Settings
@@ -125,6 +126,14 @@ def register(
     @kopf.on.delete(*RESOURCE, registry=registry, backoff=RETRY_SECONDS)
     async def ttsworkflow_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(Deleted(), body, memo)
+        # Its audio goes with it (TTS_DELETE_OUTPUTS): queued for the inference pods, which mount
+        # the share; the finalizer stays until the request is stored, so it is never forgotten.
+        runtime: Runtime = memo.runtime
+        try:
+            await request_output_deletion(runtime.nc.jetstream(), workflow_from_body(body), policy)
+        except Exception as exc:
+            message = f"queueing its audio's deletion failed: {exc}"
+            raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from exc
 
     @kopf.timer(
         *RESOURCE,
