@@ -4,8 +4,9 @@ One job at a time per slot (a GPU, or a CPU process). While a job runs, the loop
 deadline extended (``in_progress``), publishes heartbeats with progress, and refreshes the worker's
 registry entry. A job is acknowledged only after its result is written and its event stored; a worker
 that dies leaves the job unacknowledged, and JetStream redelivers it to another worker once the ack
-deadline passes; that worker reports the attempt as abandoned without running it, and the operator,
-which counts attempts, decides whether another one runs. The worker never retries by itself. What
+deadline passes; that worker reports the attempt as abandoned without running it (``worker_lost``:
+the worker was lost, the job did not fail), and the operator, which counts attempts and lost
+workers apart, decides whether another one runs. The worker never retries by itself. What
 happens after each kind of ending is decided in :mod:`inference_pod.outcomes`.
 """
 
@@ -235,17 +236,17 @@ class Worker:
                     await self._handle(message)
                 except Exception:
                     # NATS failed under us (events or acks): the job stays unacknowledged, is
-                    # redelivered once its ack deadline passes and reported abandoned (a spent
-                    # attempt, unless its result was stored already); this worker goes on.
+                    # redelivered once its ack deadline passes and reported abandoned (a lost
+                    # worker, unless its result was stored already); this worker goes on.
                     log.exception("handling a job failed; it will be redelivered and reported abandoned")
 
     # --- one job ----------------------------------------------------------------------------------
 
     async def _handle(self, message: Msg) -> None:
-        delivered = message.metadata.num_delivered
         if message.subject == OUTPUT_DELETION_SUBJECT:  # a deleted workflow's audio, not a job
             await handle_deletion(message, self.policy.shared_root)
             return
+        delivered = message.metadata.num_delivered
         try:
             command = decode_command(message.data, self.policy)
             if not isinstance(command, JobMessage):
@@ -263,8 +264,11 @@ class Worker:
         early = self._early_refusal(job, delivered)
         if early is not None and early.error is not None:
             adapter.info("job %s refused before it started: %s", job.job_id, early.error.message)
+            # A redelivery (its holder died) reports a lost worker, counted apart from the job's failures.
+            lost = early.outcome is Outcome.ABANDONED
             await self._publish(
-                self._failed(job, early.error, retryable=early.retryable), dedupe=f"{job.job_id}/failed"
+                self._failed(job, early.error, retryable=early.retryable, worker_lost=lost),
+                dedupe=f"{job.job_id}/failed",
             )
             await message.ack_sync()
             self.metrics.jobs.labels(job.task.value, early.outcome.value).inc()
@@ -479,8 +483,12 @@ class Worker:
             "worker_id": self.worker_id,
         }
 
-    def _failed(self, job: JobMessage, error: TTSError, *, retryable: bool = False) -> FailedEvent:
-        return FailedEvent(error=error.info(), retryable=retryable, **self._event_fields(job))
+    def _failed(
+        self, job: JobMessage, error: TTSError, *, retryable: bool = False, worker_lost: bool = False
+    ) -> FailedEvent:
+        return FailedEvent(
+            error=error.info(), retryable=retryable, worker_lost=worker_lost, **self._event_fields(job)
+        )
 
     async def _publish(self, event: WorkerEventBase, *, dedupe: str | None = None) -> None:
         assert self._js is not None  # noqa: S101 (set in run)

@@ -131,6 +131,12 @@ class FailedEvent(WorkerEventBase):
     retryable: bool = Field(
         default=False, description="True for transient failures (out of GPU memory): try again."
     )
+    worker_lost: bool = Field(
+        default=False,
+        description="The attempt ended because the worker holding it was lost (the job was delivered "
+        "again after its holder stopped without finishing it), not because the job failed; the "
+        "operator counts it apart from the attempts that failed.",
+    )
 
 
 WorkerEvent = Annotated[

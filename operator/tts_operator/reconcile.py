@@ -14,9 +14,12 @@ as a duplicate. See docs/operator.md.
 
 Retries are decided here and nowhere else: the inference pods never retry a job by themselves, they
 report a failure once (``retryable`` unless the user is at fault), and a job whose worker died is
-reported as a retryable failure of its attempt by the worker it is redelivered to. Each attempt is
-spent at most once: an event of a superseded attempt is ignored, so a stale heartbeat and the
-redelivery of the same attempt count once.
+reported by the worker it is redelivered to as a lost worker (``worker_lost``), not run. Each
+dispatch ends at most once: an event of a superseded attempt is ignored, so a stale heartbeat and
+the redelivery of the same attempt count once. Two budgets bound a stage: ``max_attempts`` for the
+job's own failures, ``max_worker_losses`` for the workers lost while running it (killed, their node
+gone, silent), so that churn in the fleet does not spend the user's attempts while a job that stops
+every worker it lands on still fails, saying so.
 
 A TTSWorkflow's spec is immutable once accepted. Where the API server checks CEL rules (Kubernetes
 1.25 and later) the CRD's rule refuses the edit; an older server admits it and bumps
@@ -69,6 +72,9 @@ class Limits:
     default_ttl_seconds: int = 3600
     heartbeat_stale_seconds: float = 30.0
     max_attempts: int = 3
+    # Workers lost while running one stage (redelivered, or silent) before it fails: churn kills
+    # workers whatever they run, so this is apart from, and larger than, the attempts.
+    max_worker_losses: int = 8
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
     # A queued attempt is re-published (same Nats-Msg-Id) only this long after it was queued:
@@ -347,8 +353,10 @@ def _on_event(
         case CompletedEvent():
             return _on_completed(workflow, spec, event, now=now, limits=limits)
         case FailedEvent():
-            if event.retryable:
-                return _retry_or_fail(workflow, spec, event.error, now=now, limits=limits, cancel=False)
+            if event.worker_lost or event.retryable:
+                return _retry_or_fail(
+                    workflow, spec, event.error, now=now, limits=limits, cancel=False, lost=event.worker_lost
+                )
             return _fail(workflow, event.error, now=now)
     raise TypeError(f"unknown event {event!r}")  # pragma: no cover
 
@@ -452,15 +460,21 @@ def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits
     """The overall timeout first, then a running stage's heartbeat."""
     status = workflow.status
     deadline = _deadline(spec, status, limits)
-    if deadline is not None and now >= deadline:
-        error = ErrorInfo(
-            code=ErrorCode.TASK_TIMEOUT,
-            message=f"the workflow did not finish within {_timeout_seconds(spec, limits)} s of being "
-            f"accepted (stage {status.current_stage}); raise spec.timeoutSeconds, or add inference "
-            "pods if jobs wait for a free GPU",
-        )
-        return _fail(workflow, error, now=now, cancel=True, timed_out="workflow")
     stage = _in_hand(status)
+    if deadline is not None and now >= deadline:
+        message = (
+            f"the workflow did not finish within {_timeout_seconds(spec, limits)} s of being "
+            f"accepted (stage {status.current_stage}); raise spec.timeoutSeconds, or add inference "
+            "pods if jobs wait for a free GPU"
+        )
+        if stage.worker_losses:
+            lost = "worker was" if stage.worker_losses == 1 else "workers were"
+            message += (
+                f"; {stage.worker_losses} {lost} lost while running it: check the inference pods' "
+                "logs and restarts"
+            )
+        error = ErrorInfo(code=ErrorCode.TASK_TIMEOUT, message=message)
+        return _fail(workflow, error, now=now, cancel=True, timed_out="workflow")
     if stage.state == StageState.QUEUED:
         # A queued job may wait for a free GPU as long as the workflow's timeout allows.
         return _reannounce(workflow, spec, stage, now=now, limits=limits)
@@ -474,7 +488,9 @@ def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits
         f"{(now - last).total_seconds():.0f} s (limit {limits.heartbeat_stale_seconds:g} s); "
         "check the inference pods' logs and GPU health",
     )
-    return _retry_or_fail(workflow, spec, error, now=now, limits=limits, cancel=True, timed_out="heartbeat")
+    return _retry_or_fail(
+        workflow, spec, error, now=now, limits=limits, cancel=True, lost=True, timed_out="heartbeat"
+    )
 
 
 # --- deletion --------------------------------------------------------------------------------------
@@ -546,35 +562,59 @@ def _retry_or_fail(
     now: datetime,
     limits: Limits,
     cancel: bool,
+    lost: bool = False,
     timed_out: TimeoutKind | None = None,
 ) -> Decision:
     """Another attempt at the current stage after a backoff, or the workflow fails when none is left.
 
-    The one place where retries are decided: the current attempt is spent (``error`` says how), and
-    attempt + 1 is queued ``limits.backoff(attempt)`` seconds later, up to ``limits.max_attempts``.
-    ``timed_out`` names the limit when the failure that ends it all is a ``TASK_TIMEOUT``.
+    The one place where retries are decided. The current attempt has ended (``error`` says how) in
+    one of two ways, each with its own budget:
+
+    - the job failed (``lost`` False: the engine ran out of memory, the model was not ready, ...):
+      one of ``limits.max_attempts``, the attempts the user's job gets;
+    - the worker running it was lost (``lost``: it died and the job was redelivered, or it went
+      silent): one of ``limits.max_worker_losses``. Workers are killed whatever they run (a node
+      lost, an eviction without grace, a chaos test), so these do not spend the user's attempts;
+      a job that stops every worker it lands on still runs out of them, and the message says so.
+
+    The next dispatch is ``stage.attempt + 1`` either way (its ``Nats-Msg-Id`` is new), queued
+    ``limits.backoff(attempt)`` seconds later. ``timed_out`` names the limit when the failure that
+    ends it all is a ``TASK_TIMEOUT``.
     """
     stage = _in_hand(workflow.status)
-    if stage.attempt >= limits.max_attempts:
-        plural = "s" if stage.attempt != 1 else ""
-        exhausted = ErrorInfo(
-            code=error.code,
-            message=f"{error.message} (gave up after {stage.attempt} attempt{plural})",
-        )
-        return _fail(workflow, exhausted, now=now, cancel=cancel, timed_out=timed_out)
+    losses = stage.worker_losses + (1 if lost else 0)
+    failures = stage.attempt - losses  # dispatches that ended in the job's own failure, this one included
     status = workflow.status.model_copy(deep=True)
     current = _in_hand(status)
     current.error = error
+    current.worker_losses = losses
+    counted = replace(workflow, status=status)
+    if lost and losses >= limits.max_worker_losses:
+        gave_up = ErrorInfo(code=error.code, message=f"{error.message} (gave up: {_losses_note(losses)})")
+        return _fail(counted, gave_up, now=now, cancel=cancel, timed_out=timed_out)
+    if not lost and failures >= limits.max_attempts:
+        plural = "s" if failures != 1 else ""
+        note = f"gave up after {failures} attempt{plural}"
+        if losses:
+            note += f"; {losses} more ended with their worker lost"
+        exhausted = ErrorInfo(code=error.code, message=f"{error.message} ({note})")
+        return _fail(counted, exhausted, now=now, cancel=cancel, timed_out=timed_out)
     actions: list[Action] = []
     if cancel:
         actions.append(PublishCancel(_cancel(workflow, stage, error.message)))
     delay = limits.backoff(stage.attempt)
+    if lost:
+        how = f"lost its worker ({error.code.value}: {error.message})"
+        spent = f"worker lost {losses} of {limits.max_worker_losses} times; no attempt spent"
+    else:
+        how = f"failed ({error.code.value}: {error.message})"
+        spent = f"attempt {failures} of {limits.max_attempts} failed"
     actions.append(
         PostEvent(
             "Warning",
             "Retrying",
-            f"{stage.name.value} attempt {stage.attempt} failed ({error.code.value}: {error.message}); "
-            f"attempt {stage.attempt + 1} of {limits.max_attempts} in {delay:g} s",
+            f"{stage.name.value} attempt {stage.attempt} {how}; attempt {stage.attempt + 1} in "
+            f"{delay:g} s ({spent})",
         )
     )
     index = _index(status, stage.name)
@@ -588,6 +628,16 @@ def _retry_or_fail(
         limits=limits,
         delay=delay,
         first=tuple(actions),
+    )
+
+
+def _losses_note(losses: int) -> str:
+    """What a stage's lost workers say in its error: the job may be what stops them."""
+    workers = "worker was" if losses == 1 else "workers were"
+    return (
+        f"{losses} {workers} lost while running it; a job that stops every worker it runs on (a crash "
+        "or an out-of-memory kill on this input) ends this way: check the inference pods' logs and "
+        "restarts, and change the input if it is the cause"
     )
 
 

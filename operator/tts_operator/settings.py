@@ -38,7 +38,14 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=DEFAULT_LIMITS.max_attempts,
         ge=1,
-        description="Dispatches of one stage before it fails (see docs/operator.md: what counts as one).",
+        description="Attempts at one stage that may fail before it fails (see docs/operator.md: what "
+        "counts as one).",
+    )
+    max_worker_losses: int = Field(
+        default=DEFAULT_LIMITS.max_worker_losses,
+        ge=1,
+        description="Workers lost while running one stage (its job redelivered, or silent) before it "
+        "fails; counted apart from the attempts, so that churn among the workers spends none of them.",
     )
     backoff_base_seconds: float = Field(
         default=DEFAULT_LIMITS.backoff_base_seconds,
@@ -95,6 +102,7 @@ class Settings(BaseSettings):
             default_ttl_seconds=self.default_ttl_seconds,
             heartbeat_stale_seconds=self.heartbeat_stale_seconds,
             max_attempts=self.max_attempts,
+            max_worker_losses=self.max_worker_losses,
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
         )

@@ -64,11 +64,11 @@ async def exited(process: subprocess.Popen[bytes], seconds: float) -> int:
     raise AssertionError(f"worker {process.pid} still running after {seconds} s")
 
 
-async def test_a_job_whose_worker_is_killed_is_redelivered_and_reported_once_as_a_spent_attempt(
+async def test_a_job_whose_worker_is_killed_is_redelivered_and_reported_once_as_a_lost_worker(
     bus: Bus, spawn: Spawn, policy: ValidationPolicy, share: Path
 ) -> None:
     """The next worker does not run the attempt again (that would be outside the operator's count):
-    it reports it once as a retryable failure, and the operator dispatches the next attempt."""
+    it reports it once as the attempt's lost worker, and the operator dispatches the next attempt."""
     first = spawn("pod-a", synthetic_delay_seconds="3")
     job = speech_job("killed", policy, text=FOUR_SEGMENTS, max_text_tokens_per_segment=20)
     await bus.publish(job)
@@ -78,7 +78,7 @@ async def test_a_job_whose_worker_is_killed_is_redelivered_and_reported_once_as_
     spawn("pod-b", synthetic_delay_seconds="0.5")
 
     final = await bus.failed(job.job_id, seconds=30)
-    assert (final.pod, final.attempt, final.retryable) == ("pod-b", 1, True)
+    assert (final.pod, final.attempt, final.retryable, final.worker_lost) == ("pod-b", 1, True, True)
     assert "the worker holding attempt 1 stopped without finishing it" in final.error.message
     await asyncio.sleep(1.0)  # nothing more arrives
     assert [e.pod for e in bus.of(job.job_id, "started")] == ["pod-a"]

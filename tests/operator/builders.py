@@ -118,6 +118,17 @@ def failed(
     *,
     code: ErrorCode = ErrorCode.PROCESSING_ERROR,
     retryable: bool = False,
+    worker_lost: bool = False,
 ) -> FailedEvent:
     error = ErrorInfo(code=code, message=f"{code.value} in the test")
-    return FailedEvent(**_base(task, attempt, REF, 0), error=error, retryable=retryable)
+    return FailedEvent(
+        **_base(task, attempt, REF, 0),
+        error=error,
+        retryable=retryable or worker_lost,
+        worker_lost=worker_lost,
+    )
+
+
+def lost(task: TaskName = SPEECH, attempt: int = 1) -> FailedEvent:
+    """What the worker a dead worker's job is redelivered to reports: the attempt's worker was lost."""
+    return failed(task, attempt, worker_lost=True)

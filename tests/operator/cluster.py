@@ -212,6 +212,7 @@ def operator_settings(cluster: Cluster, nats_url: str, **overrides: Any) -> Sett
         "tick_seconds": 0.3,
         "ttl_check_seconds": 1.0,
         "max_attempts": 2,
+        "max_worker_losses": 2,
         "backoff_base_seconds": 0.2,
         "backoff_max_seconds": 0.5,
         "heartbeat_batch_seconds": 0.3,

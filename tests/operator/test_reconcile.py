@@ -8,7 +8,7 @@ Actions are written short: ``job speech/2 +4s`` (publish attempt 2 of generate_s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from tests.operator.builders import (
     completed,
     failed,
     heartbeat,
+    lost,
     progressed,
     spec,
     started,
@@ -61,6 +62,9 @@ LIMITS = Limits(
     backoff_max_seconds=5,
 )
 ACCEPT = ["event Accepted", "job speech/1", "event Dispatched"]
+# Few workers may be lost, or one attempt may fail: the two budgets, each made small in turn.
+THREE_LOSSES = replace(LIMITS, max_worker_losses=3)
+ONE_ATTEMPT = replace(LIMITS, max_attempts=1)
 
 
 def short(action: Action) -> str:
@@ -170,7 +174,7 @@ STORIES = [
         ],
     ),
     Story(
-        "a silent worker: redispatch with doubling backoff, then TASK_TIMEOUT when attempts run out",
+        "a silent worker: redispatch with doubling backoff, then TASK_TIMEOUT when the losses run out",
         [
             Step(Created(), 0, Phase.QUEUED, ACCEPT),
             Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
@@ -191,6 +195,7 @@ STORIES = [
             Step(Tick(), 120, Phase.FAILED, ["cancel speech/3", "event TimedOut"], ErrorCode.TASK_TIMEOUT),
             Step(Tick(), 130, Phase.FAILED, error=ErrorCode.TASK_TIMEOUT, ignored=True),
         ],
+        limits=THREE_LOSSES,
     ),
     Story(
         "a queued job waits for a GPU past the heartbeat limit, bounded by timeoutSeconds only",
@@ -267,18 +272,13 @@ STORIES = [
         ],
     ),
     Story(
-        "a worker that died: the worker its job is redelivered to reports the attempt spent, once",
+        "a worker that died: the worker its job is redelivered to reports it lost, once",
         [
             Step(Created(), 0, Phase.QUEUED, ACCEPT),
             Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
-            # Redelivered after the ack deadline: reported as a retryable failure of attempt 1, not run.
-            Step(
-                ev(failed(retryable=True)),
-                31,
-                Phase.QUEUED,
-                ["event Retrying", "job speech/2 +2s", "event Dispatched"],
-            ),
-            Step(ev(failed(retryable=True)), 31.5, Phase.QUEUED, ignored=True),  # the report again
+            # Redelivered after the ack deadline: reported as attempt 1's lost worker, not run.
+            Step(ev(lost()), 31, Phase.QUEUED, ["event Retrying", "job speech/2 +2s", "event Dispatched"]),
+            Step(ev(lost()), 31.5, Phase.QUEUED, ignored=True),  # the report again
             Step(Tick(), 32, Phase.QUEUED, ignored=True),  # queued, in its backoff: no staleness
             Step(ev(started(attempt=2)), 34, Phase.RUNNING, ["event Started"]),
             Step(ev(completed(attempt=2)), 36, Phase.SUCCEEDED, ["event Succeeded"]),
@@ -295,10 +295,10 @@ STORIES = [
                 Phase.QUEUED,
                 ["cancel speech/1", "event Retrying", "job speech/2 +2s", "event Dispatched"],
             ),
-            Step(ev(failed(attempt=1, retryable=True)), 33, Phase.QUEUED, ignored=True),  # superseded
+            Step(ev(lost(attempt=1)), 33, Phase.QUEUED, ignored=True),  # superseded
             Step(ev(started(attempt=2)), 35, Phase.RUNNING, ["event Started"]),
             Step(
-                ev(failed(attempt=2, retryable=True)),
+                ev(lost(attempt=2)),
                 36,
                 Phase.QUEUED,
                 ["event Retrying", "job speech/3 +4s", "event Dispatched"],
@@ -306,16 +306,114 @@ STORIES = [
         ],
     ),
     Story(
-        "a worker that died before 'started' spends the queued attempt",
+        "a worker that died before 'started' loses the queued attempt",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(lost()), 31, Phase.QUEUED, ["event Retrying", "job speech/2 +2s", "event Dispatched"]),
+        ],
+    ),
+    Story(
+        "churn: workers lost under a healthy job spend none of its attempts, however many",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(ev(lost()), 31, Phase.QUEUED, ["event Retrying", "job speech/2 +2s", "event Dispatched"]),
+            Step(ev(started(attempt=2)), 34, Phase.RUNNING, ["event Started"]),
+            # Silent: its pod's node went away; counted as a lost worker too.
+            Step(
+                Tick(),
+                70,
+                Phase.QUEUED,
+                ["cancel speech/2", "event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+            Step(
+                ev(lost(attempt=3)),
+                80,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/4 +5s", "event Dispatched"],
+            ),
+            Step(ev(started(attempt=4)), 86, Phase.RUNNING, ["event Started"]),
+            Step(ev(completed(attempt=4)), 87, Phase.SUCCEEDED, ["event Succeeded"]),
+        ],
+        limits=ONE_ATTEMPT,
+    ),
+    Story(
+        "the job's own failure after lost workers spends the one attempt it has",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(lost()), 31, Phase.QUEUED, ["event Retrying", "job speech/2 +2s", "event Dispatched"]),
+            Step(
+                ev(lost(attempt=2)),
+                62,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+            Step(
+                ev(failed(attempt=3, code=ErrorCode.INSUFFICIENT_MEMORY, retryable=True)),
+                70,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.INSUFFICIENT_MEMORY,
+            ),
+        ],
+        limits=ONE_ATTEMPT,
+    ),
+    Story(
+        "failures and lost workers are counted apart, each against its own budget",
         [
             Step(Created(), 0, Phase.QUEUED, ACCEPT),
             Step(
-                ev(failed(retryable=True)),
-                31,
+                ev(failed(code=ErrorCode.GPU_UNAVAILABLE, retryable=True)),
+                1,
                 Phase.QUEUED,
                 ["event Retrying", "job speech/2 +2s", "event Dispatched"],
             ),
+            Step(
+                ev(lost(attempt=2)),
+                40,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+            Step(
+                ev(lost(attempt=3)),
+                80,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/4 +5s", "event Dispatched"],
+            ),
+            Step(
+                ev(failed(attempt=4, code=ErrorCode.GPU_UNAVAILABLE, retryable=True)),
+                90,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/5 +5s", "event Dispatched"],
+            ),
+            Step(
+                ev(lost(attempt=5)),
+                130,
+                Phase.FAILED,
+                ["event Failed"],
+                ErrorCode.PROCESSING_ERROR,
+            ),
         ],
+        limits=THREE_LOSSES,
+    ),
+    Story(
+        "a job that stops every worker it lands on fails once the lost workers reach their budget",
+        [
+            Step(Created(), 0, Phase.QUEUED, ACCEPT),
+            Step(ev(started()), 1, Phase.RUNNING, ["event Started"]),
+            Step(ev(lost()), 31, Phase.QUEUED, ["event Retrying", "job speech/2 +2s", "event Dispatched"]),
+            Step(ev(started(attempt=2)), 34, Phase.RUNNING, ["event Started"]),
+            Step(
+                ev(lost(attempt=2)),
+                64,
+                Phase.QUEUED,
+                ["event Retrying", "job speech/3 +4s", "event Dispatched"],
+            ),
+            Step(ev(started(attempt=3)), 69, Phase.RUNNING, ["event Started"]),
+            Step(ev(lost(attempt=3)), 99, Phase.FAILED, ["event Failed"], ErrorCode.PROCESSING_ERROR),
+            Step(ev(started(attempt=4)), 100, Phase.FAILED, error=ErrorCode.PROCESSING_ERROR, ignored=True),
+        ],
+        limits=THREE_LOSSES,
     ),
     Story(
         "a hand-back on shutdown spends nothing: the same attempt starts on another pod",
@@ -548,13 +646,90 @@ def test_invalid_spec_names_the_field_and_is_not_accepted() -> None:
     assert accepted.reason == "InvalidInput"
 
 
-def test_timeout_after_attempts_says_what_happened() -> None:
-    status, _ = run_story(next(s for s in STORIES if s.name.startswith("a silent worker")))
+def story(name: str) -> Story:
+    return next(s for s in STORIES if s.name.startswith(name))
+
+
+def test_timeout_after_silent_workers_says_what_happened() -> None:
+    status, _ = run_story(story("a silent worker"))
     assert status.error is not None
     assert "no heartbeat from pod pod-3" in status.error.message
-    assert "gave up after 3 attempts" in status.error.message
+    assert "gave up: 3 workers were lost while running it" in status.error.message
     assert status.stages[0].attempt == 3
+    assert status.stages[0].worker_losses == 3
     assert status.stages[0].state == StageState.FAILED
+
+
+def test_lost_workers_are_recorded_and_each_retry_says_which_budget_it_spent() -> None:
+    status, decisions = run_story(story("churn:"))
+    assert status.stages[0].attempt == 4
+    assert status.stages[0].worker_losses == 3
+    retrying = [
+        a.message for d in decisions for a in d.actions if isinstance(a, PostEvent) and a.reason == "Retrying"
+    ]
+    assert len(retrying) == 3
+    assert retrying[0].startswith("indextts.generate_speech attempt 1 lost its worker (PROCESSING_ERROR: ")
+    assert retrying[0].endswith("attempt 2 in 2 s (worker lost 1 of 8 times; no attempt spent)")
+    assert retrying[2].endswith("(worker lost 3 of 8 times; no attempt spent)")
+
+
+def test_a_failure_after_lost_workers_says_both_counts() -> None:
+    status, _ = run_story(story("the job's own failure after lost workers"))
+    assert status.error is not None
+    assert status.error.message == (
+        "INSUFFICIENT_MEMORY in the test (gave up after 1 attempt; 2 more ended with their worker lost)"
+    )
+    status, decisions = run_story(story("failures and lost workers are counted apart"))
+    retrying = [
+        a.message for d in decisions for a in d.actions if isinstance(a, PostEvent) and a.reason == "Retrying"
+    ]
+    assert retrying[0].endswith("(attempt 1 of 3 failed)")
+    assert retrying[3].endswith("(attempt 2 of 3 failed)")
+    assert status.stages[0].worker_losses == 3
+
+
+def test_a_job_that_stops_every_worker_it_lands_on_says_so() -> None:
+    status, _ = run_story(story("a job that stops every worker"))
+    assert status.error is not None
+    assert status.error.code == ErrorCode.PROCESSING_ERROR
+    assert status.error.message == (
+        "PROCESSING_ERROR in the test (gave up: 3 workers were lost while running it; a job that stops "
+        "every worker it runs on (a crash or an out-of-memory kill on this input) ends this way: check "
+        "the inference pods' logs and restarts, and change the input if it is the cause)"
+    )
+    failed_condition = status.condition(ConditionType.FAILED)
+    assert failed_condition is not None
+    assert failed_condition.message == status.error.message
+
+
+def test_the_workflows_timeout_names_the_workers_lost_under_it() -> None:
+    limits = replace(LIMITS, max_worker_losses=100)
+    status = TTSWorkflowStatus()
+    for given, when in ((Created(), 0), (ev(lost()), 31), (ev(lost(attempt=2)), 62), (Tick(), 600)):
+        decision = reconcile(Workflow(REF, spec(), status), given, now=at(when), limits=limits, policy=POLICY)
+        status = decision.status or status
+    assert status.phase == Phase.FAILED
+    assert status.error is not None
+    assert status.error.code == ErrorCode.TASK_TIMEOUT
+    assert status.error.message.endswith(
+        "; 2 workers were lost while running it: check the inference pods' logs and restarts"
+    )
+
+
+def test_a_report_without_worker_lost_from_an_older_worker_spends_an_attempt() -> None:
+    once = reconcile(
+        Workflow(REF, spec(), TTSWorkflowStatus()), Created(), now=at(0), limits=ONE_ATTEMPT, policy=POLICY
+    )
+    assert once.status is not None
+    decision = reconcile(
+        Workflow(REF, spec(), once.status),
+        ev(failed(retryable=True)),
+        now=at(31),
+        limits=ONE_ATTEMPT,
+        policy=POLICY,
+    )
+    assert decision.status is not None
+    assert decision.status.phase == Phase.FAILED
 
 
 def test_retryable_failures_are_retried_with_doubling_backoff_then_give_up() -> None:
@@ -589,6 +764,7 @@ def test_with_one_attempt_the_first_retryable_failure_gives_up() -> None:
     ("story", "kind"),
     [
         ("a silent worker", "heartbeat"),
+        ("a job that stops every worker", None),
         ("the overall timeout", "workflow"),
         ("a queued job waits", "workflow"),
         ("a retryable failure retries", None),

@@ -161,7 +161,7 @@ async def test_a_user_caused_failure_is_final_at_once(
     assert "Retrying" not in operator.reasons()
 
 
-async def test_a_job_whose_worker_died_is_counted_once_against_the_attempts(
+async def test_a_job_whose_worker_died_is_counted_once_as_a_lost_worker_not_an_attempt(
     operator: Operator, start_worker: WorkerStarter
 ) -> None:
     workflow = operator.store.add("hello", spec())
@@ -186,7 +186,8 @@ async def test_a_job_whose_worker_died_is_counted_once_against_the_attempts(
     await start_worker(engine)  # JetStream redelivers attempt 1 to it once the ack deadline passes
     status = await operator.finished()
     assert status["phase"] == "Succeeded", status
-    assert status["stages"][0]["attempt"] == 2  # attempt 1 spent by the dead worker, once
+    assert status["stages"][0]["attempt"] == 2  # attempt 1 ended by the dead worker, once
+    assert status["stages"][0]["workerLosses"] == 1  # counted as a lost worker, not a failed attempt
     assert engine.calls == 1  # attempt 1 was not run again
     assert operator.reasons().count("Retrying") == 1
 
