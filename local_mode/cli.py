@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     with EmbeddedNats(data_dir / "nats", port=args.nats_port or None) as nats_server:
         try:
-            return asyncio.run(_serve(args, NatsSupervisor(nats_server), nats_server.url, share_dir))
+            supervisor = NatsSupervisor(nats_server, watched=[share_dir])
+            return asyncio.run(_serve(args, supervisor, nats_server.url, share_dir))
         except KeyboardInterrupt:
             return 130
 

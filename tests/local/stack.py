@@ -34,13 +34,18 @@ class Stack:
 
 
 def start_stack(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
+    log: Path | None = None,
 ) -> Stack:
     """Start the local stack and wait until it serves; ``new_session``: in a process group of its
-    own, as a terminal runs it (a Ctrl-C there is SIGINT to the whole group)."""
+    own, as a terminal runs it (a Ctrl-C there is SIGINT to the whole group); its output goes to
+    ``log`` (default DATA_DIR/stack.log)."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "stack.log"
+    log = log or data_dir / "stack.log"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TTS_")}
     environment.update(env or {})
     with log.open("ab") as out:
