@@ -91,6 +91,12 @@ app.kubernetes.io/part-of: indextts
   value: {{ .Values.share.mountPath | quote }}
 - name: TTS_SHARED_PREFIX
   value: {{ .Values.share.prefix | quote }}
+- name: TTS_OUTPUT_DIR
+  value: {{ .Values.share.outputDir | quote }}
+- name: TTS_OUTPUT_PER_NAMESPACE
+  value: {{ .Values.share.outputPerNamespace | quote }}
+- name: TTS_DELETE_OUTPUTS
+  value: {{ .Values.share.deleteOutputs | quote }}
 - name: TTS_MAX_TEXT_LENGTH
   value: {{ .Values.maxTextLength | quote }}
 {{- end -}}
