@@ -22,11 +22,14 @@ from inference_pod.audio_output import write_failure, write_wav
 from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 from inference_pod.outcomes import FinalError, after_failure
+from inference_pod.output_cleanup import delete_output
 from inference_pod.worker import Worker
 from tests.inference_pod.conftest import Bus, WorkerStarter, fast_settings, speech_job
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode
 from tts_api.messages import JobMessage, WorkflowRef, make_job_id
+from tts_api.nats_names import JOBS_STREAM
+from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT, DeleteOutput, encode_deletion
 from tts_api.outputs import OutputMark, read_mark
 from tts_api.policy import ValidationPolicy
 from tts_api.request import IndexTTSConfig
@@ -249,3 +252,47 @@ async def test_with_per_namespace_folders_a_namespace_writes_only_in_its_own(
     assert refused.error.code is ErrorCode.INVALID_INPUT
     assert "/share/workflows/output/default/" in refused.error.message
     assert (share / "workflows" / "output" / "default" / "x.wav").is_file()
+
+
+# --- deleting a deleted workflow's audio -------------------------------------------------------------
+
+
+async def test_a_deletion_request_deletes_only_the_named_workflows_audio(
+    bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy, share: Path
+) -> None:
+    await start_worker(SyntheticEngine(delay_seconds=0))
+    job = speech_job("kept", policy, output_path="/share/workflows/output/kept.wav")
+    await bus.publish(job)
+    await bus.completed(job.job_id)
+    wav = share / "workflows" / "output" / "kept.wav"
+    theirs = output_folder(share) / "theirs.wav"
+    soundfile.write(theirs, np.zeros(160, dtype=np.int16), 16000)
+    for uid, path in [("someone-else", "kept.wav"), ("kept", "theirs.wav"), ("kept", "missing.wav")]:
+        request = DeleteOutput(
+            workflow=WorkflowRef(uid=uid, name="x"), output_path=f"/share/workflows/output/{path}"
+        )
+        await bus.js.publish(OUTPUT_DELETION_SUBJECT, encode_deletion(request))
+    request = DeleteOutput(workflow=job.workflow, output_path="/share/workflows/output/kept.wav")
+    await bus.js.publish(
+        OUTPUT_DELETION_SUBJECT, encode_deletion(request), headers={"Nats-Msg-Id": request.message_id}
+    )
+    await bus.wait_for(lambda: not wav.exists())
+    assert theirs.is_file()
+    info = await bus.js.stream_info(JOBS_STREAM)
+    assert info.state.messages == 0  # every request was taken and acknowledged
+
+
+def test_the_decision_says_why_a_file_is_kept(policy: ValidationPolicy, share: Path) -> None:
+    mark = OutputMark(workflow_uid="owner", namespace="n", name="w", stage="generate_speech")
+    write_wav(policy.shared_root, "/share/workflows/output/a.wav", np.zeros(10, np.int16), 16000, mark)
+    other = DeleteOutput(
+        workflow=WorkflowRef(uid="other", name="o"), output_path="/share/workflows/output/a.wav"
+    )
+    assert delete_output(policy.shared_root, other) == "kept: it holds the audio of workflow n/w (uid owner)"
+    outside = DeleteOutput(workflow=WorkflowRef(uid="owner", name="w"), output_path="/etc/passwd.wav")
+    assert delete_output(policy.shared_root, outside).startswith("kept: must be under the shared root")
+    own = DeleteOutput(
+        workflow=WorkflowRef(uid="owner", name="w"), output_path="/share/workflows/output/a.wav"
+    )
+    assert delete_output(policy.shared_root, own) == "deleted"
+    assert delete_output(policy.shared_root, own) == "already gone"
