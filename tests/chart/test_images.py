@@ -240,7 +240,10 @@ def _environment(stage: Stage) -> dict[str, str]:
     inherited_env = _environment(STAGES[stage.base]) if stage.base in STAGES else {}
     for instruction, argument in stage.instructions:
         if instruction == "ENV":
-            inherited_env.update(pair.split("=", 1) for pair in shlex.split(argument) if "=" in pair)
+            for pair in shlex.split(argument):
+                key, equals, value = pair.partition("=")
+                if equals:
+                    inherited_env[key] = value
     return inherited_env
 
 
