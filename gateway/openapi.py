@@ -31,6 +31,10 @@ EVERY_ROUTE_ERRORS: Responses = {
     408: error("INVALID_INPUT: the request body did not arrive within TTS_GATEWAY_BODY_TIMEOUT_SECONDS"),
     413: error("INVALID_INPUT: the request body is larger than TTS_GATEWAY_MAX_BODY_BYTES"),
     500: error("PROCESSING_ERROR: an unexpected error; the gateway's log has the details"),
+    503: error(
+        "PROCESSING_ERROR: the workflow store is down or full; nothing was done, send it again "
+        "after Retry-After"
+    ),
 }
 
 # What a failed workflow answers with: its error code's HTTP status (tts_api/errors.py).
@@ -38,7 +42,10 @@ WORKFLOW_FAILURES: Responses = {
     400: error("INVALID_INPUT: the request is invalid (the field at fault in `field`)"),
     408: error("TASK_TIMEOUT: the workflow ran out of time (or the request body was too slow)"),
     500: error("PROCESSING_ERROR: the workflow failed"),
-    503: error("MODEL_NOT_READY, GPU_UNAVAILABLE or INSUFFICIENT_MEMORY: the workflow failed"),
+    503: error(
+        "MODEL_NOT_READY, GPU_UNAVAILABLE or INSUFFICIENT_MEMORY: the workflow failed; or "
+        "PROCESSING_ERROR: the workflow store is down or full (send it again after Retry-After)"
+    ),
 }
 
 REQUEST_BODY_NAME = WorkflowRequest.__name__
