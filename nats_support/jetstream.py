@@ -3,15 +3,23 @@
 The operator, the inference pods and local mode all call :func:`ensure_jetstream` at start: the
 first creates, the others find the same configuration. Consumers belong to their readers (the
 workers' pull consumer in ``inference_pod``, the operator's event consumer in ``tts_operator``).
+
+Replicas: in a JetStream cluster each stream and the bucket keep ``replicas`` copies of every message
+on as many servers, so that losing one server loses nothing and stops nothing. One process owns that
+number, the operator (``TTS_OPERATOR_NATS_REPLICAS``, the chart's ``nats.replicas``): it passes it,
+and the streams are brought to it. The others pass none and keep what they find (1 for a stream they
+create first, which the operator then scales up), so that no two processes pull the count two ways.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from tts_api.nats_names import (
@@ -25,6 +33,10 @@ from tts_api.nats_names import (
 from tts_api.registry import WORKER_ENTRY_TTL_SECONDS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# JetStream's error code for "stream name already in use with a different configuration".
+STREAM_EXISTS_OTHERWISE = 10058
 
 # How long JetStream remembers a Nats-Msg-Id: a dispatch replayed within it is dropped.
 DEDUPLICATION_WINDOW_SECONDS = 3600.0
@@ -32,7 +44,11 @@ DEDUPLICATION_WINDOW_SECONDS = 3600.0
 EVENTS_MAX_AGE_SECONDS = 24 * 3600.0
 
 
-def jobs_stream() -> StreamConfig:
+class JetStreamSetupError(RuntimeError):
+    """The NATS server refused the streams' configuration (e.g. more replicas than servers)."""
+
+
+def jobs_stream(replicas: int = 1) -> StreamConfig:
     """Jobs: a work queue, each message taken by exactly one worker, kept until acknowledged."""
     return StreamConfig(
         name=JOBS_STREAM,
@@ -41,10 +57,11 @@ def jobs_stream() -> StreamConfig:
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=DEDUPLICATION_WINDOW_SECONDS,
+        num_replicas=replicas,
     )
 
 
-def events_stream() -> StreamConfig:
+def events_stream(replicas: int = 1) -> StreamConfig:
     """Worker events: kept for a day so that an operator that was down reads what it missed."""
     return StreamConfig(
         name=EVENTS_STREAM,
@@ -54,15 +71,17 @@ def events_stream() -> StreamConfig:
         storage=StorageType.FILE,
         max_age=EVENTS_MAX_AGE_SECONDS,
         duplicate_window=120.0,
+        num_replicas=replicas,
     )
 
 
-def workers_bucket() -> KeyValueConfig:
+def workers_bucket(replicas: int = 1) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=WORKERS_BUCKET,
         description="One entry per inference worker: its state, GPU and job in hand",
         ttl=WORKER_ENTRY_TTL_SECONDS,
         storage=StorageType.MEMORY,
+        replicas=replicas,
     )
 
 
@@ -84,13 +103,65 @@ async def subscribe_workers(js: JetStreamContext, *, ack_wait: float) -> JetStre
     )
 
 
-async def ensure_jetstream(js: JetStreamContext) -> KeyValue:
-    """Create the streams and the worker bucket if they are missing; return the bucket."""
-    for config in (jobs_stream(), events_stream()):
+async def ensure_jetstream(js: JetStreamContext, replicas: int | None = None) -> KeyValue:
+    """Create the streams and the worker bucket if they are missing, or bring them to this release's
+    configuration; return the bucket.
+
+    ``replicas``: how many copies the streams and the bucket keep (the operator's setting); ``None``
+    keeps what each has (1 for one created here). A count the server cannot meet (more than its
+    cluster's servers, or above 1 on a server without a cluster) raises :class:`JetStreamSetupError`
+    saying so.
+    """
+    for name, config_for in ((JOBS_STREAM, jobs_stream), (EVENTS_STREAM, events_stream)):
+        config = config_for(replicas or await _replicas_of(js, name) or 1)
         try:
-            await js.add_stream(config)
-        except BadRequestError:
-            # It exists with another configuration (an older release): bring it up to date.
-            log.info("updating JetStream stream %s to this release's configuration", config.name)
-            await js.update_stream(config)
-    return await js.create_key_value(workers_bucket())
+            await _refused_as_setup_error(js.add_stream(config), config.num_replicas or 1)
+        except _ExistsOtherwiseError:
+            # It exists with another configuration (an older release, another count): update it.
+            log.info("updating JetStream stream %s to this release's configuration", name)
+            await _refused_as_setup_error(js.update_stream(config), config.num_replicas or 1, update=True)
+    bucket_stream = f"KV_{WORKERS_BUCKET}"
+    bucket = workers_bucket(replicas or await _replicas_of(js, bucket_stream) or 1)
+    try:
+        return await _refused_as_setup_error(js.create_key_value(bucket), bucket.replicas)
+    except _ExistsOtherwiseError:
+        log.info("updating the JetStream bucket %s to %d replica(s)", WORKERS_BUCKET, bucket.replicas)
+        current = (await js.stream_info(bucket_stream)).config
+        current.num_replicas = bucket.replicas
+        await _refused_as_setup_error(js.update_stream(current), bucket.replicas, update=True)
+        return await js.key_value(WORKERS_BUCKET)
+
+
+class _ExistsOtherwiseError(Exception):
+    """The stream exists with another configuration."""
+
+
+async def _replicas_of(js: JetStreamContext, stream: str) -> int | None:
+    """The replicas of an existing stream; ``None`` when there is none."""
+    try:
+        return (await js.stream_info(stream)).config.num_replicas
+    except NotFoundError:
+        return None
+
+
+async def _refused_as_setup_error(call: Awaitable[T], replicas: int, *, update: bool = False) -> T:
+    """Await a stream call; a refusal that an update can mend raises :class:`_ExistsOtherwiseError`, any
+    other one :class:`JetStreamSetupError` naming the replicas asked for."""
+    try:
+        return await call
+    except ServiceUnavailableError:
+        raise  # JetStream not up yet: the caller's start fails and is retried, as before
+    except APIError as exc:
+        if exc.err_code == STREAM_EXISTS_OTHERWISE and not update:
+            raise _ExistsOtherwiseError from exc
+        message = (
+            f"NATS refused a JetStream stream with {replicas} replica(s): {exc.description} "
+            f"(error {exc.err_code})"
+        )
+        if replicas > 1:
+            message += (
+                "; a stream keeps at most as many replicas as the NATS cluster has servers, and a "
+                "server without a cluster keeps one: lower TTS_OPERATOR_NATS_REPLICAS (the chart's "
+                "nats.replicas), or run that many servers"
+            )
+        raise JetStreamSetupError(message) from exc

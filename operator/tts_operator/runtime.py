@@ -34,7 +34,7 @@ class Runtime:
             settings.nats_url, name="indextts-operator", max_reconnect_attempts=-1, connect_timeout=5
         )
         js = nc.jetstream()
-        await ensure_jetstream(js)
+        await ensure_jetstream(js, replicas=settings.nats_replicas or None)
         await ensure_operator_consumer(js)
         runner = Runner(
             store,

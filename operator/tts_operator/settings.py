@@ -18,6 +18,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TTS_OPERATOR_", frozen=True, extra="ignore")
 
     nats_url: str = Field(default="nats://nats:4222", description="NATS server with JetStream.")
+    nats_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="Copies the JetStream streams and the worker bucket keep, on as many NATS servers "
+        "(at most the cluster's servers; 3 with the chart's three-server cluster); the operator brings "
+        "them to it at start. 0: keep what they have (1 for new ones).",
+    )
     default_timeout_seconds: int = Field(
         default=DEFAULT_LIMITS.default_timeout_seconds,
         ge=1,
