@@ -193,7 +193,8 @@ def policies(docs: list[Manifest]) -> dict[str, Manifest]:
 
 def test_only_the_releases_components_reach_nats_on_4222(helm: Helm) -> None:
     nats = policies(helm.template())["nats"]
-    (rule,) = nats["spec"]["ingress"]
+    rule, *routes = nats["spec"]["ingress"]  # then, with nats.replicas > 1, the cluster routes
+    assert [r["ports"] for r in routes] in ([], [[{"port": "cluster", "protocol": "TCP"}]])
     sources = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]}
     assert sources == {"gateway", "operator", "inference"}
     for peer in rule["from"]:
