@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from kube_testbed.helm import CPU_VALUES, Helm, component, named
-from tests.chart.test_wiring import container_of, env_of
+from kube_testbed.helm import CPU_VALUES, Helm, component, env_of, named
+from tests.chart.test_wiring import container_of
 
 
 def test_the_default_is_a_three_server_cluster_with_routes_and_three_replica_streams(helm: Helm) -> None:
