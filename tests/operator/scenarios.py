@@ -196,6 +196,10 @@ async def deleting_a_running_workflow_cancels_its_job(cluster: Cluster, nats_url
         await eventually(lambda: len(worker.cancels) == 1, what="the job was cancelled")
         assert worker.cancelled_ids() == worker.job_ids()
         assert len(worker.jobs) == 1
+        # Its audio is queued for deletion by the inference pods (the operator mounts no share).
+        await eventually(lambda: len(worker.deletions) == 1, what="its audio's deletion was queued")
+        assert worker.deletions[0].workflow.uid == worker.jobs[0].workflow.uid
+        assert worker.deletions[0].output_path == "/share/workflows/output/op.wav"
 
 
 async def finished_workflow_expires_after_its_ttl(cluster: Cluster, nats_url: str) -> None:
@@ -206,6 +210,8 @@ async def finished_workflow_expires_after_its_ttl(cluster: Cluster, nats_url: st
         await cluster.create(name, speech_spec(ttlSecondsAfterFinished=1))
         await cluster.wait_for(name, phase_is("Succeeded"))
         await cluster.wait_for(name, lambda body: body is None, within=15)
+        await eventually(lambda: len(worker.deletions) == 1, what="its audio's deletion was queued")
+        assert [d.workflow.name for d in worker.deletions] == [name]
 
 
 async def chain_runs_in_order(cluster: Cluster, nats_url: str) -> None:

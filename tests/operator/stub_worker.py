@@ -35,6 +35,7 @@ from tts_api.messages import (
     encode,
 )
 from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, event_subject
+from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT, DeleteOutput, decode_deletion
 from tts_api.results import OUTPUT_MODELS
 
 Mode = Literal["complete", "hold", "silent", "fail"]
@@ -82,6 +83,7 @@ class StubWorker:
         self.heartbeat_every = heartbeat_every
         self.jobs: list[JobMessage] = []
         self.cancels: list[CancelMessage] = []
+        self.deletions: list[DeleteOutput] = []
         self.completed: list[str] = []
         self.errors: list[str] = []
         self.release = asyncio.Event()
@@ -146,6 +148,10 @@ class StubWorker:
                 self.errors.append(repr(exc))
                 raise
             for message in messages:
+                if message.subject == OUTPUT_DELETION_SUBJECT:  # a deleted workflow's audio
+                    self.deletions.append(decode_deletion(message.data))
+                    await message.ack()
+                    continue
                 command = decode_command(message.data)
                 await message.ack()
                 if isinstance(command, JobMessage):
