@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -52,7 +53,7 @@ def request_body(index: int) -> dict[str, object]:
             "workflow_chain": ["indextts.generate_speech"],
             "indextts_config": {
                 "text": TEXT,
-                "output_path": f"/share/workflows/output/bench/k8s-{index}.wav",
+                "output_path": f"/share/workflows/output/bench/k8s-{index}-{uuid.uuid4().hex[:8]}.wav",
             },
         }
     }

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +45,10 @@ def request_body(index: int) -> dict[str, Any]:
         "video_path": "/app/videos/bench.mp4",
         "workflow_config": {
             "workflow_chain": ["indextts.generate_speech"],
-            "indextts_config": {"text": TEXT, "output_path": f"/share/workflows/output/bench/{index}.wav"},
+            "indextts_config": {
+                "text": TEXT,
+                "output_path": f"/share/workflows/output/bench/{index}-{uuid.uuid4().hex[:8]}.wav",
+            },
         },
     }
 

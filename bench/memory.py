@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -84,7 +85,10 @@ class RssSampler:
 
 def _job(index: int, policy: ValidationPolicy, text: str) -> JobMessage:
     uid = f"bench-memory-{index}"
-    config = {"text": text, "output_path": f"/share/workflows/output/bench/memory-{index}.wav"}
+    config = {
+        "text": text,
+        "output_path": f"/share/workflows/output/bench/memory-{index}-{uuid.uuid4().hex[:8]}.wav",
+    }
     return JobMessage(
         job_id=make_job_id(uid, TaskName.GENERATE_SPEECH, 1),
         workflow=WorkflowRef(uid=uid, name=uid, namespace="bench"),
