@@ -7,11 +7,8 @@ fault needs one, a tmpfs mounted over the output folder (read-only, or a few hun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ from inference_pod.outcomes import FinalError, after_failure
 from inference_pod.output_cleanup import delete_output
 from inference_pod.worker import Worker
 from tests.inference_pod.conftest import Bus, WorkerStarter, fast_settings, speech_job
+from tests.tmpfs import mounted_tmpfs
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode
 from tts_api.messages import JobMessage, WorkflowRef, make_job_id
@@ -54,34 +52,13 @@ def output_folder(share: Path) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def tmpfs(where: Path, *options: str) -> Iterator[Path]:
-    """A tmpfs mounted at ``where`` (root only; the test is skipped, saying why, where it cannot be)."""
-    where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (a read-only or full volume cannot be made otherwise)")
-    command = ["mount", "-t", "tmpfs", "-o", ",".join(("size=300k", *options)), "tmpfs", str(where)]
-    made = subprocess.run(  # noqa: S603
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)  # noqa: S603, S607
-
-
 # --- the volume's faults -------------------------------------------------------------------------
 
 
 async def test_a_read_only_volume_fails_at_once_saying_so_and_is_not_retried(
     bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy, share: Path
 ) -> None:
-    with tmpfs(output_folder(share), "ro"):
+    with mounted_tmpfs(output_folder(share), "300k", "ro"):
         engine = CountingEngine()
         await start_worker(engine)
         job = speech_job("ro", policy)
@@ -97,7 +74,7 @@ async def test_a_read_only_volume_fails_at_once_saying_so_and_is_not_retried(
 async def test_a_full_volume_says_how_much_is_free_and_is_not_retried(
     bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy, share: Path
 ) -> None:
-    with tmpfs(output_folder(share)):
+    with mounted_tmpfs(output_folder(share), "300k"):
         engine = CountingEngine()
         await start_worker(engine)
         job = speech_job("full", policy)
@@ -117,7 +94,7 @@ def test_a_write_that_fills_the_volume_leaves_the_previous_file_whole_and_no_par
     """The real ENOSPC of a write (the volume filled during the synthesis): reported with the errno
     and the sizes; the previous audio is still there, whole, and no temporary file is left."""
     mark = OutputMark(workflow_uid="uid-1", namespace="default", name="wf", stage="speech")
-    with tmpfs(output_folder(share)) as folder:
+    with mounted_tmpfs(output_folder(share), "300k") as folder:
         small = np.zeros(1000, dtype=np.int16)
         write_wav(policy.shared_root, "/share/workflows/output/a.wav", small, 16000, mark)
         before = (folder / "a.wav").read_bytes()

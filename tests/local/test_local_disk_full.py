@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +16,15 @@ import pytest
 
 from tests.local.stack import start_stack
 from tests.local.test_local_nats_faults import FAST_WORKER, assert_unavailable, speech
+from tests.tmpfs import mounted_tmpfs
 
 DISK_MB = 64
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(  # noqa: S603 (fixed arguments)
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(disk)],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a {DISK_MB} MiB tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", f"{DISK_MB}m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)  # noqa: S603, S607
 
 
 def fill(disk: Path) -> Path:

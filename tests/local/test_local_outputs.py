@@ -3,7 +3,6 @@ when they cannot be written, never written over another's file, and deleted with
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import soundfile
 
 from tests.local.stack import Stack, running_stack
+from tests.tmpfs import mounted_tmpfs
 from tts_api.outputs import read_mark
 
 FIELD = "workflow_config.indextts_config.output_path"
@@ -98,25 +98,14 @@ def test_audio_goes_when_the_time_to_live_runs_out(tmp_path: Path) -> None:
 def test_a_read_only_share_fails_the_workflow_at_once_saying_so(tmp_path: Path) -> None:
     """One attempt, not three, and words an operator can act on, the errno among them."""
     folder = tmp_path / "share" / "workflows" / "output"
-    folder.mkdir(parents=True)
-    mounted = subprocess.run(  # noqa: S603
-        ["mount", "-t", "tmpfs", "-o", "ro,size=300k", "tmpfs", str(folder)],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"a read-only tmpfs cannot be mounted here: {mounted.stderr.strip()}")
-    try:
-        with (
-            running_stack(tmp_path, "--engine", "synthetic", env=FAST) as read_only,
-            read_only.client() as client,
-        ):
-            response = client.post("/v1/workflows", json=speech("/share/workflows/output/ro.wav"))
-            error = response.json()
-            status = client.get(f"/v1/workflows/status/{error['workflow_id']}").json()
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)  # noqa: S603, S607
+    with (
+        mounted_tmpfs(folder, "300k", "ro"),
+        running_stack(tmp_path, "--engine", "synthetic", env=FAST) as read_only,
+        read_only.client() as client,
+    ):
+        response = client.post("/v1/workflows", json=speech("/share/workflows/output/ro.wav"))
+        error = response.json()
+        status = client.get(f"/v1/workflows/status/{error['workflow_id']}").json()
     assert response.status_code == 500, response.text
     assert error["error_code"] == "PROCESSING_ERROR"
     assert "read-only" in error["error"]
