@@ -50,6 +50,7 @@ from inference_pod.outcomes import (
 from inference_pod.output_cleanup import handle_deletion
 from inference_pod.settings import WorkerSettings
 from nats_support.jetstream import ensure_jetstream, subscribe_workers
+from nats_support.tasks import cancel_and_wait
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.messages import (
@@ -175,9 +176,7 @@ class Worker:
                 # probe keeps traffic away and its logs say why.
                 await self._stopping.wait()
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            await cancel_and_wait(beat)
             with contextlib.suppress(Exception):
                 await cancels.unsubscribe()
             with contextlib.suppress(Exception):
@@ -340,9 +339,7 @@ class Worker:
             unexpected = TTSError(ErrorCode.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
             return self._after_error(hand, unexpected, adapter), None
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            await cancel_and_wait(watch)
         return Disposition(Action.ACK, Outcome.SUCCEEDED), output
 
     def _after_error(

@@ -113,6 +113,7 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
     from local_mode.operator_driver import LocalDriver, LocalOperatorStore
     from local_mode.record_store import LocalWorkflowStore, close_client, connect, open_local_store
     from nats_support.jetstream import ensure_jetstream
+    from nats_support.tasks import cancel_and_wait
     from tts_api.policy import policy_from_env
     from tts_operator.output_cleanup import request_output_deletion
     from tts_operator.runtime import Runtime
@@ -195,10 +196,8 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
             asyncio.gather(tasks["gateway"], *(tasks[w.worker_id] for w in workers), return_exceptions=True),
             timeout=60,
         )
-    for name in ("operator", "nats supervisor"):
-        tasks[name].cancel()
-    ended.cancel()
-    await asyncio.gather(tasks["operator"], tasks["nats supervisor"], ended, return_exceptions=True)
+    for task in (tasks["operator"], tasks["nats supervisor"], ended):
+        await cancel_and_wait(task)
     try:
         await asyncio.wait_for(runtime.stop(), timeout=15)
     except TimeoutError:

@@ -40,6 +40,7 @@ from nats.js.errors import (
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from gateway.backend import BackendUnavailableError
+from nats_support.tasks import cancel_and_wait
 from tts_api.nats_names import WORKFLOWS_BUCKET
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
@@ -194,9 +195,7 @@ class LocalWorkflowStore:
     async def close(self) -> None:
         self.release_waiters()
         if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            await cancel_and_wait(self._follower)
             self._follower = None
 
     async def ping(self) -> None:

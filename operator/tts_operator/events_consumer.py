@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from nats_support.tasks import cancel_and_wait
 from tts_api.messages import MessageError, decode_event
 from tts_api.nats_names import (
     EVENTS_STREAM,
@@ -86,9 +87,7 @@ class EventsConsumer:
                     # The backlog (events sent while this operator was down) has been read.
                     self._runner.events_caught_up = True
         finally:
-            gauges.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gauges
+            await cancel_and_wait(gauges)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 

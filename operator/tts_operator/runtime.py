@@ -11,6 +11,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from nats_support.jetstream import ensure_jetstream
+from nats_support.tasks import cancel_and_wait
 from tts_api.policy import ValidationPolicy
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.runner import Runner
@@ -51,9 +52,7 @@ class Runtime:
         return cls(settings, nc, runner, task)
 
     async def stop(self) -> None:
-        self.consumer_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.consumer_task
+        await cancel_and_wait(self.consumer_task)
         await self.runner.close()
         with contextlib.suppress(Exception):
             await self.nc.drain()
