@@ -9,7 +9,6 @@ one comes from :mod:`tts_operator.reconcile`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import logging
@@ -25,6 +24,7 @@ from local_mode.record_store import (
     LocalWorkflowStore,
     RecordConflictError,
 )
+from nats_support.tasks import cancel_and_wait
 from tts_api.messages import WorkflowRef
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, Workflow
 from tts_operator.runner import Runner
@@ -135,9 +135,7 @@ class LocalDriver:
                     log.warning("the records watch broke (%r); opening it again", exc)
                 await asyncio.sleep(REWATCH_SECONDS)
         finally:
-            ticking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticking
+            await cancel_and_wait(ticking)
 
     async def _follow(self, *, resuming: bool) -> None:
         watcher = await self._records.watch_all()
@@ -152,29 +150,40 @@ class LocalDriver:
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
-    async def _on_record(self, body: dict[str, Any], *, resuming: bool) -> None:
+    async def _on_record(self, body: dict[str, Any], *, resuming: bool, ticking: bool = False) -> None:
+        """One record, seen changed by the watch or found by a tick. A record still marked for
+        deletion or not yet accepted on a tick is one whose handling failed (NATS was restarting,
+        say): it is handled again, as kopf retries a handler that raised."""
         workflow = workflow_from_body(body)
         if body.get("metadata", {}).get("deletionTimestamp"):
             await self._handle(Deleted(), workflow)
             await self._store.deleted(workflow)
             await self._records.purge(workflow.ref.name)  # the finalizer's work is done
             return
-        if resuming and not workflow.status.phase.finished:
+        unfinished = not workflow.status.phase.finished
+        if resuming and unfinished:
             await self._handle(Resumed(), workflow)
-        elif workflow.status.accepted_at is None and not workflow.status.phase.finished:
+        elif workflow.status.accepted_at is None and unfinished:
             await self._handle(Created(), workflow)
+        elif ticking:
+            await self._handle(Tick(), workflow)
         # Any other change is the runner's own status write.
 
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._tick_seconds)
             try:
-                workflows = await self._store.list()
+                bodies = await self._records.bodies()
             except BackendUnavailableError as exc:
                 log.warning("no tick: %s", exc)
                 continue
-            for workflow in workflows:
-                await self._handle(Tick(), workflow)
+            for body in bodies:
+                try:
+                    await self._on_record(body, resuming=False, ticking=True)
+                except BackendUnavailableError as exc:
+                    log.warning("tick of %s: %s", body.get("metadata", {}).get("name"), exc)
+                except Exception:  # the ticks go on whatever one record does
+                    log.exception("tick of %s failed", body.get("metadata", {}).get("name"))
 
     async def _handle(self, given: Input, workflow: Workflow) -> None:
         try:

@@ -1,0 +1,115 @@
+"""Local mode's operator driver on a real NATS KV bucket: a workflow whose handling failed (NATS was
+restarting under it) is handled again by the next tick, as kopf retries a handler that raised."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from nats.aio.client import Client
+
+from gateway.backend import BackendUnavailableError
+from local_mode.operator_driver import LocalDriver, LocalOperatorStore
+from local_mode.record_store import LocalWorkflowStore
+from nats_support.jetstream import ensure_jetstream
+from tts_api.messages import WorkflowRef
+from tts_api.nats_names import JOBS_STREAM
+from tts_api.policy import ValidationPolicy
+from tts_api.resource import TTSWorkflowSpec
+from tts_operator.reconcile import Limits
+from tts_operator.runner import Runner
+
+SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
+
+
+class FailingFirstWrites(LocalOperatorStore):
+    """The runner's store, whose first ``failures`` status writes fail as during a NATS restart."""
+
+    def __init__(self, records: LocalWorkflowStore, failures: int) -> None:
+        super().__init__(records)
+        self.failures = failures
+
+    async def patch_status(self, ref: WorkflowRef, patch: dict[str, Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise BackendUnavailableError("NATS is restarting")
+        await super().patch_status(ref, patch)
+
+
+async def _eventually(check: Any, seconds: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_workflow_whose_acceptance_failed_is_accepted_on_the_next_tick(
+    nats_client: Client, store: LocalWorkflowStore, policy: ValidationPolicy
+) -> None:
+    js = nats_client.jetstream()
+    await ensure_jetstream(js)
+    operator_store = FailingFirstWrites(store, failures=1)
+    runner = Runner(operator_store, nats_client, js, limits=Limits(), policy=policy, batch_seconds=0)
+    driver = LocalDriver(store, operator_store, runner, tick_seconds=0.2)
+    running = asyncio.create_task(driver.run())
+    try:
+        await store.create("wf-1", SPEC)
+
+        async def accepted() -> bool:
+            found = await store.get("wf-1")
+            return found is not None and found.status.accepted_at is not None
+
+        await _eventually(accepted)
+        assert operator_store.failures == 0  # the watch's attempt failed; a tick's succeeded
+
+        async def queued() -> bool:
+            return (await js.stream_info(JOBS_STREAM)).state.messages == 1
+
+        await _eventually(queued)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await runner.close()
+
+
+async def test_a_record_whose_deletion_failed_is_deleted_once_nats_answers(
+    nats_client: Client, store: LocalWorkflowStore, policy: ValidationPolicy
+) -> None:
+    js = nats_client.jetstream()
+    await ensure_jetstream(js)
+    deleted: list[str] = []
+    failures = [1]
+
+    async def on_deleted(workflow: Any) -> None:
+        deleted.append(workflow.ref.name)
+
+    operator_store = LocalOperatorStore(store, on_deleted=on_deleted)
+    purge = store.purge
+
+    async def flaky_purge(name: str) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise BackendUnavailableError("NATS is restarting")
+        await purge(name)
+
+    store.purge = flaky_purge  # type: ignore[method-assign]
+    runner = Runner(operator_store, nats_client, js, limits=Limits(), policy=policy, batch_seconds=0)
+    driver = LocalDriver(store, operator_store, runner, tick_seconds=0.2)
+    running = asyncio.create_task(driver.run())
+    try:
+        await store.create("wf-1", SPEC)
+        await store.delete("wf-1")
+
+        async def gone() -> bool:
+            return await store.read_body("wf-1") is None
+
+        await _eventually(gone)
+        assert failures == [0]
+        assert "wf-1" in deleted
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await runner.close()
