@@ -159,7 +159,9 @@ def test_nats_server_killed_under_load_is_restarted_and_every_workflow_finishes_
             if all(status in {"succeeded", "failed", "cancelled"} for status in statuses.values()):
                 break
             time.sleep(0.5)
-    assert Counter(statuses.values()) == Counter({"succeeded": len(accepted)}), statuses
+    unfinished = [wf for wf, status in statuses.items() if status != "succeeded"]
+    what_happened = [line for line in stack.log_text().splitlines() if any(wf in line for wf in unfinished)]
+    assert Counter(statuses.values()) == Counter({"succeeded": len(accepted)}), (unfinished, what_happened)
     uids, completions = completed_events(f"nats://127.0.0.1:{nats_port}")
     assert {name: completions[uids[name]] for name in accepted} == dict.fromkeys(accepted, 1)
     log = stack.log_text()

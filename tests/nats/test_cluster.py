@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 import pytest
@@ -17,6 +18,8 @@ from nats.aio.client import Client
 from nats_support.embedded_nats import free_port, nats_server_binary
 from nats_support.jetstream import JetStreamSetupError, ensure_jetstream, subscribe_workers
 from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, WORKERS_BUCKET
+
+T = TypeVar("T")
 
 STREAMS = (JOBS_STREAM, EVENTS_STREAM, f"KV_{WORKERS_BUCKET}")
 
@@ -130,31 +133,42 @@ async def test_with_three_replicas_the_work_goes_on_when_a_server_is_killed(
     try:
         ojs = other.jetstream()
         for n in range(5):  # a new leader is elected among the two left: publishing goes on
-            for _ in range(100):
-                try:
-                    await ojs.publish(
-                        "tts.jobs.generate_speech", f"after {n}".encode(), headers={"Nats-Msg-Id": f"a{n}"}
-                    )
-                    break
-                except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("publishing never resumed")
-        workers = await subscribe_workers(ojs, ack_wait=5)
-        taken: list[bytes] = []
-        for _ in range(100):
-            if len(taken) == 10:
-                break
+            await while_electing(
+                lambda n=n: ojs.publish(
+                    "tts.jobs.generate_speech", f"after {n}".encode(), headers={"Nats-Msg-Id": f"a{n}"}
+                )
+            )
+        workers = await while_electing(lambda: subscribe_workers(ojs, ack_wait=5))
+        taken: set[bytes] = set()
+        deadline = asyncio.get_running_loop().time() + 60
+        # Every job is taken, and every ack lands (one lost to the election is redelivered, taken again).
+        while len(taken) < 10 or (await while_electing(lambda: ojs.stream_info(JOBS_STREAM))).state.messages:
+            assert asyncio.get_running_loop().time() < deadline, f"taken {sorted(taken)}"
             with contextlib.suppress(nats.errors.TimeoutError):
-                for message in await workers.fetch(10 - len(taken), timeout=0.5):
-                    taken.append(message.data)
-                    await message.ack_sync()
-        assert sorted(taken) == sorted(
-            [f"before {n}".encode() for n in range(5)] + [f"after {n}".encode() for n in range(5)]
-        )
-        survivors_bucket = await ojs.key_value(WORKERS_BUCKET)
-        assert (await survivors_bucket.get("worker-a")).value == b"busy"
-        await survivors_bucket.put("worker-b", b"idle")
-        assert (await ojs.stream_info(JOBS_STREAM)).state.messages == 0  # acknowledged: gone
+                for message in await workers.fetch(10, timeout=0.5):
+                    taken.add(message.data)
+                    with contextlib.suppress(nats.errors.TimeoutError):
+                        await message.ack_sync()
+        assert taken == {f"before {n}".encode() for n in range(5)} | {f"after {n}".encode() for n in range(5)}
+        survivors_bucket = await while_electing(lambda: ojs.key_value(WORKERS_BUCKET))
+        assert (await while_electing(lambda: survivors_bucket.get("worker-a"))).value == b"busy"
+        await while_electing(lambda: survivors_bucket.put("worker-b", b"idle"))
     finally:
         await other.close()
+
+
+async def while_electing(call: Callable[[], Awaitable[T]], seconds: float = 30) -> T:
+    """``call()``, tried again while the streams elect new leaders (requests then time out or are
+    refused as unavailable); a publish tried again keeps its ``Nats-Msg-Id``, so it lands once."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await call()
+        except (
+            nats.errors.TimeoutError,
+            nats.js.errors.NoStreamResponseError,
+            nats.js.errors.ServiceUnavailableError,
+        ):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
