@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -134,8 +135,11 @@ async def test_with_three_replicas_the_work_goes_on_when_a_server_is_killed(
         ojs = other.jetstream()
         for n in range(5):  # a new leader is elected among the two left: publishing goes on
             await while_electing(
-                lambda n=n: ojs.publish(
-                    "tts.jobs.generate_speech", f"after {n}".encode(), headers={"Nats-Msg-Id": f"a{n}"}
+                functools.partial(
+                    ojs.publish,
+                    "tts.jobs.generate_speech",
+                    f"after {n}".encode(),
+                    headers={"Nats-Msg-Id": f"a{n}"},
                 )
             )
         workers = await while_electing(lambda: subscribe_workers(ojs, ack_wait=5))
