@@ -10,7 +10,12 @@ it if the first publish did land. A failed status write performs no action at al
 
 Heartbeat-only changes (``Decision.batchable``) are held for ``batch_seconds`` and written together,
 so a busy cluster does not send one PATCH per heartbeat. The runner keeps the latest status of each
-workflow it touched (it is the only writer), so a held change is never lost to a stale read.
+unfinished workflow it touched (it is the only writer), so a held change is never lost to a stale read.
+
+Memory stays bounded by the work in hand, not by the workflows kept: a workflow this process
+finished is forgotten ``FINISHED_MEMORY_SECONDS`` later (long enough that no body from before the
+finish can still arrive), one read as finished is never held, and a workflow's lock lives only while
+someone holds or waits for it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +59,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str | None, str]
 # How many published job ids the runner remembers (see Runner._landed).
-LANDED_MEMORY = 100_000
+LANDED_MEMORY = 10_000
+# How long a workflow this process finished stays in memory (see the module's docstring).
+FINISHED_MEMORY_SECONDS = 30.0
 Ack = Callable[[], Awaitable[Any]]
 
 
@@ -85,6 +93,28 @@ class _Entry:
     flush: asyncio.Task[None] | None = None
 
 
+class KeyedLocks:
+    """One lock per workflow, kept only while someone holds it or waits for it."""
+
+    def __init__(self) -> None:
+        self._held: dict[Key, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Key) -> AsyncIterator[None]:
+        lock, users = self._held.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._held[key]
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
 class Runner:
     def __init__(
         self,
@@ -105,7 +135,9 @@ class Runner:
         self._batch_seconds = batch_seconds
         self._clock = clock
         self._entries: dict[Key, _Entry] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
+        self._locks = KeyedLocks()
+        # Workflows this process finished, oldest first, with when (time.monotonic()).
+        self._finished: OrderedDict[Key, float] = OrderedDict()
         self._later: set[asyncio.Task[None]] = set()
         # Jobs this process saw JetStream accept: re-announcing them again is pointless (a restarted
         # process re-announces once, and JetStream drops it if it had landed).
@@ -135,8 +167,7 @@ class Runner:
         if name is None:
             raise ValueError("handle() needs a workflow or its name")
         key = (namespace, name)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._locks.hold(key):
             entry = await self._entry(key, workflow)
             label = type(given).__name__
             if entry is None:
@@ -166,7 +197,28 @@ class Runner:
             await self._perform(key, before.ref, decision.actions)
             if isinstance(given, Deleted) or any(isinstance(a, DeleteWorkflow) for a in decision.actions):
                 self._forget(key)
-            return decision
+            elif decision.status is not None and decision.status.phase.finished:
+                self._finished[key] = time.monotonic()
+                self._finished.move_to_end(key)
+        self._let_go_of_finished()
+        return decision
+
+    @property
+    def held(self) -> int:
+        """How many workflows this process holds in memory (their latest status, a lock)."""
+        return len(self._entries) + len(self._locks)
+
+    def _let_go_of_finished(self) -> None:
+        """Forget the workflows finished more than ``FINISHED_MEMORY_SECONDS`` ago."""
+        cutoff = time.monotonic() - FINISHED_MEMORY_SECONDS
+        while self._finished:
+            key, finished_at = next(iter(self._finished.items()))
+            if finished_at > cutoff:
+                return
+            del self._finished[key]
+            entry = self._entries.get(key)
+            if entry is not None and entry.workflow.status.phase.finished and entry.flush is None:
+                del self._entries[key]
 
     async def close(self) -> None:
         """Write held heartbeats, stop delayed publishes."""
@@ -188,7 +240,7 @@ class Runner:
                 if entry is not None and entry.flush is not None:
                     entry.flush.cancel()
                 entry = _Entry(workflow, workflow.status)
-                self._entries[key] = entry
+                self._hold(key, entry)
             else:
                 # This process wrote the status it holds; the body may lag behind it. Spec from the body.
                 entry.workflow = replace(entry.workflow, spec=workflow.spec, generation=workflow.generation)
@@ -198,8 +250,15 @@ class Runner:
             if fetched is None:
                 return None
             entry = _Entry(fetched, fetched.status)
-            self._entries[key] = entry
+            self._hold(key, entry)
         return entry
+
+    def _hold(self, key: Key, entry: _Entry) -> None:
+        """Keep a workflow read from the store, unless it is finished: nothing more is written then."""
+        if entry.workflow.status.phase.finished:
+            self._entries.pop(key, None)
+        else:
+            self._entries[key] = entry
 
     async def _record(self, key: Key, entry: _Entry, decision: Decision, landed: Ack | None) -> None:
         if decision.status is not None:
@@ -233,7 +292,7 @@ class Runner:
 
     async def _flush_later(self, key: Key, entry: _Entry) -> None:
         await asyncio.sleep(self._batch_seconds)
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks.hold(key):
             entry.flush = None
             if self._entries.get(key) is not entry:
                 return

@@ -20,6 +20,7 @@ from tests.operator.scenarios import duplicates_dropped
 from tts_api.errors import ErrorCode
 from tts_api.messages import CancelMessage, WorkflowRef, decode_command, encode, make_job_id
 from tts_api.nats_names import CANCEL_SUBJECT, EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
+from tts_operator import runner as runner_module
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.reconcile import Created, Deleted, Limits, Resumed, Tick, WorkerEventInput
 from tts_operator.runner import Runner
@@ -264,4 +265,29 @@ async def test_the_next_tick_brings_an_edited_specs_generation_to_the_core(
     assert store.events[-1] == ("hello", "SpecChanged")
     await eventually(lambda: len(cancels) == 1, within=3, what="the running job was cancelled")
     assert cancels[0].job_id == "uid-hello/generate_speech/1"
+    await runner.close()
+
+
+async def test_memory_holds_the_work_in_hand_not_every_finished_workflow(
+    js: tuple[NatsClient, JetStreamContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nc, context = js
+    store = MemoryStore()
+    runner = make_runner(store, nc, context)
+    names = [f"wf{n}" for n in range(40)]
+    for name in names:
+        await runner.handle(Created(), workflow=store.add(name, spec()))
+        await runner.handle(as_event(started(), name), namespace="default", name=name)
+    assert runner.held == 40  # running: each one's latest status is held
+    for name in names:
+        await runner.handle(as_event(completed(), name), namespace="default", name=name)
+    assert {store.status(name)["phase"] for name in names} == {"Succeeded"}
+    assert runner.held == 40  # just finished: a body from before the finish may still arrive
+    monkeypatch.setattr(runner_module, "FINISHED_MEMORY_SECONDS", 0.0)
+    late = workflow_from_body(store.bodies[("default", "wf0")])
+    await runner.handle(Tick(), workflow=late)  # any later call lets go of them
+    assert runner.held == 0
+    for name in names:  # ticks of finished workflows (their time to live) hold nothing
+        await runner.handle(Tick(), workflow=workflow_from_body(store.bodies[("default", name)]))
+    assert runner.held == 0
     await runner.close()
