@@ -233,10 +233,17 @@ class Worker:
             for message in messages:
                 try:
                     await self._handle(message)
-                except Exception:
+                except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
                     # NATS failed under us (events or acks): the job stays unacknowledged, is
                     # redelivered once its ack deadline passes and reported abandoned (a lost
-                    # worker, unless its result was stored already); this worker goes on.
+                    # worker, unless its result was stored already); this worker goes on. A NATS
+                    # restart is an outage, not a bug: one line, no traceback.
+                    log.warning(
+                        "NATS failed while handling a job (%r); it will be redelivered and reported "
+                        "abandoned",
+                        exc,
+                    )
+                except Exception:
                     log.exception("handling a job failed; it will be redelivered and reported abandoned")
 
     # --- one job ----------------------------------------------------------------------------------

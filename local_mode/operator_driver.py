@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from gateway.backend import BackendUnavailableError
@@ -188,9 +189,9 @@ class LocalDriver:
     async def _handle(self, given: Input, workflow: Workflow) -> None:
         try:
             await self._runner.handle(given, workflow=workflow)
-        except BackendUnavailableError as exc:
-            # The store is restarting or full: the next tick or change tries again.
-            log.warning("could not reconcile %s for %s: %s", type(given).__name__, workflow.ref.name, exc)
+        except (BackendUnavailableError, nats.errors.Error, TimeoutError, ConnectionError) as exc:
+            # The store or NATS is restarting, or full: the next tick or change tries again.
+            log.warning("could not reconcile %s for %s: %r", type(given).__name__, workflow.ref.name, exc)
         except Exception:
             # As kopf would: log, and the next tick or change tries again.
             log.exception("could not reconcile %s for %s", type(given).__name__, workflow.ref.name)

@@ -380,21 +380,26 @@ async def connect(nats_url: str, name: str) -> Client:
     async def on_error(error: Exception) -> None:
         log.debug("%s: NATS error: %r", name, error)
 
+    client = Client()
+
     async def on_disconnected() -> None:
+        if client.is_closed or client.is_draining:
+            return  # closed on purpose: there is nothing to reconnect to
         log.warning("%s: disconnected from NATS at %s; reconnecting", name, nats_url)
 
     async def on_reconnected() -> None:
         log.info("%s: reconnected to NATS at %s", name, nats_url)
 
-    return await nats.connect(
+    await client.connect(
         nats_url,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds: nats-py takes a float
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+    return client
 
 
 async def close_client(client: Client, drain_seconds: float = 5.0) -> None:
