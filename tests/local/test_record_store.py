@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from local_mode.record_store import (
     LOCAL_NAMESPACE,
@@ -132,3 +134,24 @@ async def test_many_waiters_share_one_watch(store: LocalWorkflowStore) -> None:
     results = await asyncio.gather(*waits)
     assert all(r is not None and r.status.phase is Phase.SUCCEEDED for r in results)
     assert store._waiters == {}
+
+
+async def test_listing_every_record_costs_a_few_requests_not_one_per_record(
+    store: LocalWorkflowStore, nats_client: Client
+) -> None:
+    """What the statistics and heartbeat views read: one watch of the bucket, whatever its size."""
+    for number in range(60):
+        await store.create(f"wf-{number}", SPEC)
+    requests: list[str] = []
+
+    async def seen(message: Msg) -> None:
+        requests.append(message.subject)
+
+    spy = await nats_client.subscribe("$JS.API.>", cb=seen)
+    await nats_client.flush()
+    listed = await store.list()
+    await nats_client.flush()
+    await spy.unsubscribe()
+    assert len(listed) == 60
+    assert not [subject for subject in requests if subject.startswith("$JS.API.DIRECT.GET")]
+    assert len(requests) <= 10, requests  # a consumer made and deleted; 60 records, not 60 reads
