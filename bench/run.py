@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import baseline_celery, control_plane, engine, memory, overhead, scaling
+from bench import baseline_celery, control_plane, engine, growth, memory, overhead, scaling
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results.json"
@@ -46,6 +46,9 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("model_load_s", ""),
     ("espeak_rtf", ""),
     ("gateway_rss_mb_loaded", ""),
+    ("growth_rss_mb_round1", "(local stack, after 30 s of 100 clients)"),
+    ("growth_rss_mb_round3", "(after 90 s) level with round 1"),
+    ("growth_statistics_ms_round3", "(over every record kept)"),
     ("k8s_api_requests_per_workflow", ""),
     ("k8s_api_writes_per_workflow", ""),
     ("k8s_api_deletion_writes_per_workflow", ""),
@@ -75,7 +78,7 @@ def machine() -> dict[str, float | str]:
     }
 
 
-PARTS = ("overhead", "baseline", "scaling", "engine", "memory", "control-plane")
+PARTS = ("overhead", "baseline", "scaling", "engine", "memory", "growth", "control-plane")
 
 
 def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = PARTS) -> dict[str, float]:
@@ -122,6 +125,16 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
         "memory": (
             "worker memory",
             lambda: worker_memory(work_dir / "memory", cache_dir, indextts2=not quick),
+        ),
+        "growth": (
+            "local mode's memory and statistics as records pile up",
+            lambda: growth.measure(
+                work_dir / "growth",
+                rounds=3,
+                round_seconds=2.0 if quick else 30.0,
+                clients=4 if quick else 100,
+                idle_seconds=0.5 if quick else 10.0,
+            ),
         ),
         "control-plane": (
             "the Kubernetes API's cost per workflow (a real kube-apiserver)",

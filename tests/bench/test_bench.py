@@ -32,6 +32,9 @@ HEADLINE_KEYS = {
     "model_load_s",
     "espeak_rtf",
     "gateway_rss_mb_loaded",
+    "growth_rss_mb_round1",
+    "growth_rss_mb_round3",
+    "growth_statistics_ms_round3",
     "k8s_api_requests_per_workflow",
     "k8s_api_writes_per_workflow",
     "k8s_api_deletion_writes_per_workflow",
@@ -53,6 +56,7 @@ REQUIRED = {
     "scaling": ["busy_fraction_w1", "busy_fraction_w2", "busy_fraction_w4"],
     "engine": ["engine_wrapper_overhead_pct", "speaker_cache_speedup", "model_load_s", "espeak_rtf"],
     "memory": [],
+    "growth": ["growth_rss_mb_round1", "growth_rss_mb_round3", "growth_statistics_ms_round3"],
     "control-plane": [
         "k8s_api_requests_per_workflow",
         "k8s_api_writes_per_workflow",
@@ -97,6 +101,12 @@ def run_parts(tmp_path: Path, parts: list[str]) -> dict[str, float]:
 
 def test_the_control_plane_parts_produce_their_figures(tmp_path: Path) -> None:
     run_parts(tmp_path, ["overhead", "scaling"])
+
+
+def test_the_growth_part_counts_every_record_it_made(tmp_path: Path) -> None:
+    results = run_parts(tmp_path, ["growth"])
+    assert results["growth_records_round3"] > results["growth_records_round1"] > 0
+    assert results["growth_statistics_tasks_round3"] == results["growth_records_round3"]
 
 
 @pytest.mark.skipif(
