@@ -276,6 +276,7 @@ def test_the_charts_operator_limits_are_the_cores_defaults(
         "TTS_OPERATOR_DEFAULT_TTL_SECONDS",
         "TTS_OPERATOR_HEARTBEAT_STALE_SECONDS",
         "TTS_OPERATOR_MAX_ATTEMPTS",
+        "TTS_OPERATOR_MAX_WORKER_LOSSES",
     } <= set(env) & limit_variables
     for variable in limit_variables & set(env):
         monkeypatch.setenv(variable, str(env[variable]))
