@@ -124,6 +124,10 @@ def workflows_bucket() -> KeyValueConfig:
 Predicate = Callable[[TTSWorkflow], bool]
 
 
+# How long a snapshot of the bucket waits for its next value before it takes what it has.
+SNAPSHOT_QUIET_SECONDS = 2.0
+
+
 class LocalWorkflowStore:
     """TTSWorkflow records in NATS KV, with waiting on changes."""
 
@@ -212,17 +216,31 @@ class LocalWorkflowStore:
         return await self._reach(self._snapshot)
 
     async def _snapshot(self) -> list[dict[str, Any]]:
-        watcher = await self._kv.watchall(ignore_deletes=True)
-        found: list[dict[str, Any]] = []
+        # nats-py's watcher may say "no more values" before it hands over the first one (it asks
+        # the consumer how many are pending, and they may all be on their way already): read up
+        # to the bucket's last revision instead, deletion markers included, so that one comes.
+        last = (await self._kv.status()).stream_info.state.last_seq
+        if not last:
+            return []
+        watcher = await self._kv.watchall(ignore_deletes=False)
+        found: dict[str, dict[str, Any]] = {}
         try:
-            async for entry in watcher:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=SNAPSHOT_QUIET_SECONDS)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    break  # nothing more is coming (the last revision expired meanwhile, say)
                 if entry is None:
-                    break
+                    continue
                 if entry.value and entry.operation not in (KV_DEL, KV_PURGE):
-                    found.append(json.loads(entry.value))
+                    found[entry.key] = json.loads(entry.value)
+                else:
+                    found.pop(entry.key, None)
+                if (entry.revision or 0) >= last:
+                    break
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
-        return found
+        return list(found.values())
 
     async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:
         """Store a new workflow, as the API server would on ``POST``: uid, generation, timestamp."""
