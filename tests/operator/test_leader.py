@@ -7,6 +7,7 @@ tests/kube/test_leader_election.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -120,12 +121,18 @@ async def test_losing_the_lease_calls_back_in_the_event_loop_it_was_registered_f
         called.set()
 
     leader.on_lost(in_the_loop)
-    # Another writer takes the Lease (kmock checks no resourceVersion: the last writer wins).
+    # Another writer takes the Lease. kmock checks no resourceVersion, so the last writer wins: a
+    # renewal read before the intruder's write and written after it takes the Lease back, and the
+    # intruder writes again until the leader has seen it lost.
     intruder = Leases(api_client(api_url), timeout=5)
-    await asyncio.to_thread(
-        intruder.patch, "default", LEASE, {"holderIdentity": "intruder"}, resource_version=None
-    )
-    await asyncio.wait_for(called.wait(), 15)  # at the next renewal; later on a loaded machine
+    deadline = asyncio.get_running_loop().time() + 30
+    while not called.is_set():
+        assert asyncio.get_running_loop().time() < deadline, "the leader never saw the Lease lost"
+        await asyncio.to_thread(
+            intruder.patch, "default", LEASE, {"holderIdentity": "intruder"}, resource_version=None
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(called.wait(), 3)
     assert called_in == [threading.get_ident()]
     await asyncio.sleep(0.1)
     assert lost == ["replica-a"], "the constructor's callback ran too, after the one registered last"
