@@ -11,6 +11,7 @@ statistics time grows with the records far slower than one read per record would
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ async def _round(url: str, clients: int, seconds: float, first_index: int) -> in
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     deadline = time.monotonic() + seconds
     succeeded = 0
-    counter = iter(range(first_index, first_index + 10_000_000))
+    counter = itertools.count(first_index)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
 
         async def client() -> None:

@@ -22,6 +22,7 @@ from inference_pod.outcomes import FinalError, after_failure
 from inference_pod.output_cleanup import delete_output
 from inference_pod.worker import Worker
 from tests.inference_pod.conftest import Bus, WorkerStarter, fast_settings, speech_job
+from tests.operator.cluster import eventually
 from tests.tmpfs import mounted_tmpfs
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode
@@ -255,11 +256,11 @@ async def test_a_deletion_request_deletes_only_the_named_workflows_audio(
     )
     await bus.wait_for(lambda: not wav.exists())
     assert theirs.is_file()
-    # every request is taken and acknowledged (the file goes just before its request's ack)
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await bus.js.stream_info(JOBS_STREAM)).state.messages:
-        assert asyncio.get_running_loop().time() < deadline, "a deletion request was never acknowledged"
-        await asyncio.sleep(0.05)
+
+    async def all_acknowledged() -> bool:  # the file goes just before its request's ack
+        return (await bus.js.stream_info(JOBS_STREAM)).state.messages == 0
+
+    await eventually(all_acknowledged, within=10, what="every deletion request taken and acknowledged")
 
 
 def test_the_decision_says_why_a_file_is_kept(policy: ValidationPolicy, share: Path) -> None:

@@ -4,7 +4,6 @@ restarting under it) is handled again by the next tick, as kopf retries a handle
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from nats.aio.client import Client
@@ -13,6 +12,8 @@ from gateway.backend import BackendUnavailableError
 from local_mode.operator_driver import LocalDriver, LocalOperatorStore
 from local_mode.record_store import LocalWorkflowStore
 from nats_support.jetstream import ensure_jetstream
+from nats_support.tasks import cancel_and_wait
+from tests.operator.cluster import eventually
 from tts_api.messages import WorkflowRef
 from tts_api.nats_names import JOBS_STREAM
 from tts_api.policy import ValidationPolicy
@@ -37,13 +38,6 @@ class FailingFirstWrites(LocalOperatorStore):
         await super().patch_status(ref, patch)
 
 
-async def _eventually(check: Any, seconds: float = 15) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_workflow_whose_acceptance_failed_is_accepted_on_the_next_tick(
     nats_client: Client, store: LocalWorkflowStore, policy: ValidationPolicy
 ) -> None:
@@ -60,17 +54,15 @@ async def test_a_workflow_whose_acceptance_failed_is_accepted_on_the_next_tick(
             found = await store.get("wf-1")
             return found is not None and found.status.accepted_at is not None
 
-        await _eventually(accepted)
+        await eventually(accepted, within=15, what="wf-1 accepted")
         assert operator_store.failures == 0  # the watch's attempt failed; a tick's succeeded
 
         async def queued() -> bool:
             return (await js.stream_info(JOBS_STREAM)).state.messages == 1
 
-        await _eventually(queued)
+        await eventually(queued, within=15, what="its job queued")
     finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        await cancel_and_wait(running)
         await runner.close()
 
 
@@ -105,11 +97,9 @@ async def test_a_record_whose_deletion_failed_is_deleted_once_nats_answers(
         async def gone() -> bool:
             return await store.read_body("wf-1") is None
 
-        await _eventually(gone)
+        await eventually(gone, within=15, what="wf-1 purged")
         assert failures == [0]
         assert "wf-1" in deleted
     finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        await cancel_and_wait(running)
         await runner.close()
