@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -32,7 +32,9 @@ class WorkflowBackend(Protocol):
 
     async def get(self, name: str) -> TTSWorkflow | None: ...
 
-    async def list(self) -> list[TTSWorkflow]: ...
+    def workflows(self) -> AsyncIterator[TTSWorkflow]:
+        """Every workflow, one at a time (a reader that folds them holds none for long)."""
+        ...
 
     async def delete(self, name: str) -> bool:
         """Delete it (the operator cancels its job in flight); False when there was none."""

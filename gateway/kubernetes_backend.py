@@ -58,8 +58,9 @@ class KubernetesBackend:
         body = await self._workflows.get(self._namespace, name)
         return self._read(body) if body is not None else None
 
-    async def list(self) -> list[TTSWorkflow]:
-        return [self._read(body) for body in await self._workflows.list(self._namespace)]
+    async def workflows(self) -> AsyncIterator[TTSWorkflow]:
+        async for body in self._workflows.each(self._namespace):
+            yield self._read(body)
 
     async def delete(self, name: str) -> bool:
         return await self._workflows.delete(self._namespace, name)

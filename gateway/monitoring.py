@@ -8,7 +8,8 @@ counts finished stages and busy slots.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -47,18 +48,37 @@ class SystemStatistics(BaseModel):
     avg_processing_time: float | None
 
 
-def heartbeat_all(workflows: Iterable[TTSWorkflow]) -> HeartbeatAllResponse:
-    """Every dispatched stage counts as a task; the active ones are listed with their heartbeat."""
-    total = 0
-    active: list[TaskHeartbeat] = []
-    for workflow in workflows:
-        heartbeat = workflow.status.heartbeat
-        for stage in workflow.status.stages:
-            if stage.attempt < 1:
-                continue
-            total += 1
-            if stage.state in ACTIVE_STATES:
-                active.append(
+@dataclass
+class Tally:
+    """What the monitoring answers need from the workflow records, gathered in one pass: a few
+    counters and the active tasks, however many records there are. Every dispatched stage counts as
+    a task."""
+
+    dispatched: int = 0
+    active: list[TaskHeartbeat] = field(default_factory=list)
+    succeeded: int = 0
+    failed_stages: int = 0
+    refused: int = 0
+    timeouts: int = 0
+    processing_seconds: float = 0.0
+    processed: int = 0
+
+    @classmethod
+    def of(cls, workflows: Iterable[TTSWorkflow]) -> Tally:
+        tally = cls()
+        for workflow in workflows:
+            tally.add(workflow)
+        return tally
+
+    def add(self, workflow: TTSWorkflow) -> None:
+        status = workflow.status
+        heartbeat = status.heartbeat
+        stage_failed = False
+        for stage in status.stages:
+            if stage.attempt >= 1:
+                self.dispatched += 1
+            if stage.state in ACTIVE_STATES and stage.attempt >= 1:
+                self.active.append(
                     TaskHeartbeat(
                         task_id=task_id(workflow, stage),
                         task_name=stage.name.value,
@@ -69,33 +89,52 @@ def heartbeat_all(workflows: Iterable[TTSWorkflow]) -> HeartbeatAllResponse:
                         status=stage.state.value.lower(),
                     )
                 )
-    return HeartbeatAllResponse(total_tasks=total, active_tasks=len(active), tasks=active)
-
-
-def system_statistics(workflows: Iterable[TTSWorkflow]) -> SystemStatistics:
-    """Totals over finished stages (a workflow failed before any ran counts as one failed task);
-    success rate and mean processing time where there are any."""
-    succeeded = failed = 0
-    durations: list[float] = []
-    for workflow in workflows:
-        stages = workflow.status.stages
-        for stage in stages:
-            if stage.state is StageState.SUCCEEDED:
-                succeeded += 1
+            elif stage.state is StageState.SUCCEEDED:
+                self.succeeded += 1
                 processing = (stage.output or {}).get("processing_time")
                 if isinstance(processing, int | float):
-                    durations.append(float(processing))
+                    self.processing_seconds += float(processing)
+                    self.processed += 1
             elif stage.state is StageState.FAILED:
-                failed += 1
-        if workflow.status.phase is Phase.FAILED and not any(s.state is StageState.FAILED for s in stages):
-            failed += 1  # refused before any task ran (an invalid spec): one failed task all the same
-    finished = succeeded + failed
+                self.failed_stages += 1
+                stage_failed = True
+            finished = stage.state in (StageState.SUCCEEDED, StageState.FAILED)
+            if finished and stage.error is not None and stage.error.code is ErrorCode.TASK_TIMEOUT:
+                self.timeouts += 1
+        if status.phase is Phase.FAILED and not stage_failed:
+            self.refused += 1  # refused before any task ran (an invalid spec): one failed task all the same
+
+    @property
+    def finished_stages(self) -> int:
+        return self.succeeded + self.failed_stages
+
+
+async def tally(workflows: AsyncIterable[TTSWorkflow]) -> Tally:
+    """The tally of every workflow ``workflows`` yields, holding one at a time."""
+    found = Tally()
+    async for workflow in workflows:
+        found.add(workflow)
+    return found
+
+
+def heartbeat_all(tally: Tally) -> HeartbeatAllResponse:
+    """Every dispatched stage counts as a task; the active ones are listed with their heartbeat."""
+    return HeartbeatAllResponse(
+        total_tasks=tally.dispatched, active_tasks=len(tally.active), tasks=tally.active
+    )
+
+
+def system_statistics(tally: Tally) -> SystemStatistics:
+    """Totals over finished stages (a workflow failed before any ran counts as one failed task);
+    success rate and mean processing time where there are any."""
+    failed = tally.failed_stages + tally.refused
+    finished = tally.succeeded + failed
     return SystemStatistics(
         total_tasks=finished,
-        successful_tasks=succeeded,
+        successful_tasks=tally.succeeded,
         failed_tasks=failed,
-        success_rate=round(succeeded / finished, 4) if finished else None,
-        avg_processing_time=round(sum(durations) / len(durations), 3) if durations else None,
+        success_rate=round(tally.succeeded / finished, 4) if finished else None,
+        avg_processing_time=round(tally.processing_seconds / tally.processed, 3) if tally.processed else None,
     )
 
 
@@ -169,22 +208,13 @@ def _gigabytes(size: int | None) -> str | None:
     return None if size is None else f"{size / 1e9:.1f}GB"
 
 
-def timeout_rate(workflows: Iterable[TTSWorkflow]) -> float | None:
+def timeout_rate(tally: Tally) -> float | None:
     """The share of finished stages that failed with TASK_TIMEOUT."""
-    finished = [
-        stage
-        for workflow in workflows
-        for stage in workflow.status.stages
-        if stage.state in (StageState.SUCCEEDED, StageState.FAILED)
-    ]
-    timeouts = sum(
-        1 for stage in finished if stage.error is not None and stage.error.code is ErrorCode.TASK_TIMEOUT
-    )
-    return timeouts / len(finished) if finished else None
+    return tally.timeouts / tally.finished_stages if tally.finished_stages else None
 
 
 def gpu_lock_health(
-    workers: list[WorkerEntry], workflows: list[TTSWorkflow], *, quota: GpuQuota | None = None
+    workers: list[WorkerEntry], tally: Tally, *, quota: GpuQuota | None = None
 ) -> GpuLockHealthResponse:
     """One lock per worker slot, busy while it holds a job; its health from the slots and the outcomes."""
     locks = [
@@ -208,10 +238,10 @@ def gpu_lock_health(
     broken = [entry.worker_id for entry in workers if entry.model_state is ModelState.ERROR]
     if broken:
         reasons.append(f"model failed to load on {', '.join(sorted(broken))}")
-    rate = system_statistics(workflows).success_rate
+    rate = system_statistics(tally).success_rate
     if rate is not None and rate < MIN_SUCCESS_RATE:
         reasons.append(f"success rate {rate:.2f} is below {MIN_SUCCESS_RATE}")
-    timeouts = timeout_rate(workflows)
+    timeouts = timeout_rate(tally)
     if timeouts is not None and timeouts > MAX_TIMEOUT_RATE:
         reasons.append(f"timeout rate {timeouts:.2f} is above {MAX_TIMEOUT_RATE}")
     status: Literal["healthy", "degraded", "unhealthy"] = (
@@ -228,11 +258,11 @@ def gpu_lock_health(
     )
 
 
-def statistics(workers: list[WorkerEntry], workflows: list[TTSWorkflow]) -> StatisticsResponse:
+def statistics(workers: list[WorkerEntry], tally: Tally) -> StatisticsResponse:
     busy = sum(entry.state is WorkerState.BUSY for entry in workers)
     on_gpu = [entry for entry in workers if entry.gpu_memory_total is not None]
     return StatisticsResponse(
-        system=system_statistics(workflows),
+        system=system_statistics(tally),
         gpu=GpuStatistics(
             utilization=round(busy / len(workers), 4) if workers else None,
             memory_used=_gigabytes(sum(e.gpu_memory_used or 0 for e in on_gpu)) if on_gpu else None,

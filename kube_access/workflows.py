@@ -60,6 +60,28 @@ class Workflows:
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
+    async def each(self, namespace: str, *, page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
+        """Every workflow of ``namespace``, read ``page_size`` at a time (the list's ``continue``
+        token), so that a reader holds one page, not every object at once."""
+        token: str | None = None
+        while True:
+            options: dict[str, Any] = {"limit": page_size}
+            if token:
+                options["_continue"] = token
+            listing: dict[str, Any] = await call(
+                self._custom.list_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                **options,
+            )
+            for item in listing.get("items", []):
+                yield item
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
     async def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """The created object as the server answers it; :class:`ConflictError` if the name is taken."""
         created: Any = await call(

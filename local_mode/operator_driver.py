@@ -25,6 +25,7 @@ from local_mode.record_store import (
     LocalWorkflowStore,
     RecordConflictError,
 )
+from local_mode.tick_schedule import TickSchedule
 from nats_support.tasks import cancel_and_wait
 from tts_api.messages import WorkflowRef
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, Workflow
@@ -118,6 +119,7 @@ class LocalDriver:
         self._store = store
         self._runner = runner
         self._tick_seconds = tick_seconds
+        self._schedule = TickSchedule()
 
     async def run(self) -> None:
         """Until cancelled: follow the bucket and tick every workflow. A watch that breaks (NATS
@@ -146,6 +148,7 @@ class LocalDriver:
                     resuming = False
                     continue
                 if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                    self._schedule.forget(entry.key)
                     continue
                 await self._on_record(json.loads(entry.value), resuming=resuming)
         finally:
@@ -156,7 +159,11 @@ class LocalDriver:
         deletion or not yet accepted on a tick is one whose handling failed (NATS was restarting,
         say): it is handled again, as kopf retries a handler that raised."""
         workflow = workflow_from_body(body)
-        if body.get("metadata", {}).get("deletionTimestamp"):
+        marked = bool(body.get("metadata", {}).get("deletionTimestamp"))
+        # Until a change says otherwise: a record marked for deletion is handled on every tick
+        # till it is gone (should its purge fail), any other when a tick can next change it.
+        self._schedule.note(workflow.ref.name, None if marked else self._runner.tick_due(workflow))
+        if marked:
             await self._handle(Deleted(), workflow)
             await self._store.deleted(workflow)
             await self._records.purge(workflow.ref.name)  # the finalizer's work is done
@@ -170,21 +177,30 @@ class LocalDriver:
             await self._handle(Tick(), workflow)
         # Any other change is the runner's own status write.
 
+    @property
+    def scheduled(self) -> int:
+        """How many records the ticks keep track of (every record the watch has seen)."""
+        return len(self._schedule)
+
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._tick_seconds)
+            await self.tick()
+
+    async def tick(self) -> None:
+        """Tick the records due now, each read afresh; a store that cannot serve ends this tick."""
+        for name in self._schedule.due(self._runner.now()):
             try:
-                bodies = await self._records.bodies()
+                found = await self._records.read_body(name)
+                if found is None:
+                    self._schedule.forget(name)  # purged while the watch was down
+                    continue
+                await self._on_record(found[0], resuming=False, ticking=True)
             except BackendUnavailableError as exc:
                 log.warning("no tick: %s", exc)
-                continue
-            for body in bodies:
-                try:
-                    await self._on_record(body, resuming=False, ticking=True)
-                except BackendUnavailableError as exc:
-                    log.warning("tick of %s: %s", body.get("metadata", {}).get("name"), exc)
-                except Exception:  # the ticks go on whatever one record does
-                    log.exception("tick of %s failed", body.get("metadata", {}).get("name"))
+                return
+            except Exception:  # the ticks go on whatever one record does
+                log.exception("tick of %s failed", name)
 
     async def _handle(self, given: Input, workflow: Workflow) -> None:
         try:

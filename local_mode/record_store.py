@@ -211,36 +211,56 @@ class LocalWorkflowStore:
         return read_workflow(json.loads(data), policy=self._policy)
 
     async def bodies(self) -> list[dict[str, Any]]:
-        """Every record as stored, from one watch of the bucket (its current values, then stop):
-        a few requests whatever the number of records, not one read per key."""
-        return await self._reach(self._snapshot)
+        """Every record as stored (see :meth:`each_body`)."""
+        return [body async for body in self.each_body()]
 
-    async def _snapshot(self) -> list[dict[str, Any]]:
-        # nats-py's watcher may say "no more values" before it hands over the first one (it asks
-        # the consumer how many are pending, and they may all be on their way already): read up
-        # to the bucket's last revision instead, deletion markers included, so that one comes.
-        last = (await self._kv.status()).stream_info.state.last_seq
-        if not last:
-            return []
-        watcher = await self._kv.watchall(ignore_deletes=False)
-        found: dict[str, dict[str, Any]] = {}
+    async def each_body(self) -> AsyncIterator[dict[str, Any]]:
+        """Every record as stored, one at a time, from one watch of the bucket (its current values,
+        then stop): a few requests whatever the number of records, not one read per key, and one
+        record in hand at a time."""
+        self.check()
+        try:
+            if not (await self._kv.status()).stream_info.state.last_seq:
+                return  # nothing was ever stored
+            watcher = await self._kv.watchall(ignore_deletes=False)
+        except Exception as exc:
+            mapped = unavailable(exc, self._url)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        # The watch first delivers each key once, at its latest revision, deletion markers
+        # included; then the changes since. Each value says how many more are pending: none left
+        # ends the snapshot (nats-py's own "no more values" may come before the first one), as
+        # does a key seen already (a change made since the snapshot began).
+        seen: set[str] = set()
         try:
             while True:
                 try:
                     entry = await watcher.updates(timeout=SNAPSHOT_QUIET_SECONDS)  # type: ignore[no-untyped-call]
                 except nats.errors.TimeoutError:
-                    break  # nothing more is coming (the last revision expired meanwhile, say)
+                    return  # nothing more is coming (the last marker expired, say)
+                except Exception as exc:
+                    mapped = unavailable(exc, self._url)
+                    if mapped is None:
+                        raise
+                    raise mapped from exc
                 if entry is None:
                     continue
+                if entry.key in seen:
+                    return
+                seen.add(entry.key)
                 if entry.value and entry.operation not in (KV_DEL, KV_PURGE):
-                    found[entry.key] = json.loads(entry.value)
-                else:
-                    found.pop(entry.key, None)
-                if (entry.revision or 0) >= last:
-                    break
+                    yield json.loads(entry.value)
+                if entry.delta == 0:
+                    return
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        return list(found.values())
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def workflows(self) -> AsyncIterator[TTSWorkflow]:
+        """Every workflow, one at a time (see :meth:`each_body`)."""
+        async for body in self.each_body():
+            yield read_workflow(body, policy=self._policy)
 
     async def create(self, name: str, spec: TTSWorkflowSpec) -> TTSWorkflow:
         """Store a new workflow, as the API server would on ``POST``: uid, generation, timestamp."""
@@ -293,7 +313,7 @@ class LocalWorkflowStore:
         return stored.workflow if stored else None
 
     async def list(self) -> list[TTSWorkflow]:
-        return [read_workflow(body, policy=self._policy) for body in await self.bodies()]
+        return [workflow async for workflow in self.workflows()]
 
     async def replace_status(self, name: str, status: TTSWorkflowStatus, *, revision: int) -> int:
         """Write ``status`` if the record is still at ``revision``; return the new revision."""

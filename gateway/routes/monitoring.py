@@ -12,6 +12,7 @@ from gateway.monitoring import (
     gpu_lock_health,
     heartbeat_all,
     statistics,
+    tally,
 )
 
 router = APIRouter()
@@ -19,17 +20,19 @@ router = APIRouter()
 
 @router.get("/api/v1/monitoring/heartbeat/all", response_model=HeartbeatAllResponse)
 async def heartbeats(opened: Opened) -> HeartbeatAllResponse:
-    return heartbeat_all(await opened.backend().list())
+    return heartbeat_all(await tally(opened.backend().workflows()))
 
 
 @router.get("/api/v1/monitoring/gpu-lock/health", response_model=GpuLockHealthResponse)
 async def gpu_lock(opened: Opened) -> GpuLockHealthResponse:
     directory = opened.directory()
     return gpu_lock_health(
-        await directory.entries(), await opened.backend().list(), quota=await directory.gpu_quota()
+        await directory.entries(),
+        await tally(opened.backend().workflows()),
+        quota=await directory.gpu_quota(),
     )
 
 
 @router.get("/api/v1/monitoring/statistics", response_model=StatisticsResponse)
 async def stats(opened: Opened) -> StatisticsResponse:
-    return statistics(await opened.directory().entries(), await opened.backend().list())
+    return statistics(await opened.directory().entries(), await tally(opened.backend().workflows()))

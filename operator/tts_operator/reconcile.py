@@ -448,6 +448,14 @@ def expires_at(workflow: Workflow, *, now: datetime, limits: Limits) -> datetime
     return finished + timedelta(seconds=ttl)
 
 
+def tick_due(workflow: Workflow, *, now: datetime, limits: Limits) -> datetime | None:
+    """When a Tick can next change ``workflow``: None while it is unfinished (every tick checks its
+    timeout and its heartbeat), else when its time to live runs out."""
+    if not workflow.status.phase.finished:
+        return None
+    return expires_at(workflow, now=now, limits=limits)
+
+
 def _on_tick_finished(workflow: Workflow, *, now: datetime, limits: Limits) -> Decision:
     """A finished workflow is deleted ``ttlSecondsAfterFinished`` after it finished."""
     if now >= expires_at(workflow, now=now, limits=limits):
@@ -796,4 +804,5 @@ __all__ = [
     "Workflow",
     "reconcile",
     "spec_changed_message",
+    "tick_due",
 ]

@@ -52,6 +52,7 @@ from tts_operator.reconcile import (
     Tick,
     Workflow,
     reconcile,
+    tick_due,
 )
 from tts_operator.store import WorkflowGoneError, WorkflowStore
 
@@ -202,6 +203,14 @@ class Runner:
                 self._finished.move_to_end(key)
         self._let_go_of_finished()
         return decision
+
+    def tick_due(self, workflow: Workflow) -> datetime | None:
+        """When a Tick can next change ``workflow``, by this runner's clock and limits; None: every
+        tick (it is unfinished)."""
+        return tick_due(workflow, now=self._clock(), limits=self._limits)
+
+    def now(self) -> datetime:
+        return self._clock()
 
     @property
     def held(self) -> int:

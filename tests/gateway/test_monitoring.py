@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.monitoring import GpuQuota, gpu_lock_health, heartbeat_all, statistics, system_statistics
+from gateway.monitoring import (
+    GpuQuota,
+    Tally,
+    gpu_lock_health,
+    heartbeat_all,
+    statistics,
+    system_statistics,
+)
 from tts_api.constants import Phase, StageState, TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
 from tts_api.messages import WorkflowRef
@@ -58,7 +65,7 @@ WORKFLOWS = [
 
 
 def test_heartbeat_all_lists_the_active_tasks_with_their_worker() -> None:
-    body = heartbeat_all(WORKFLOWS).model_dump(mode="json")
+    body = heartbeat_all(Tally.of(WORKFLOWS)).model_dump(mode="json")
     assert (body["total_tasks"], body["active_tasks"]) == (5, 2)
     running, queued = body["tasks"]
     assert running == {
@@ -74,7 +81,7 @@ def test_heartbeat_all_lists_the_active_tasks_with_their_worker() -> None:
 
 
 def test_statistics_count_finished_stages() -> None:
-    stats = system_statistics(WORKFLOWS)
+    stats = system_statistics(Tally.of(WORKFLOWS))
     assert (stats.total_tasks, stats.successful_tasks, stats.failed_tasks) == (3, 2, 1)
     assert stats.success_rate == pytest.approx(2 / 3, abs=1e-4)
     assert stats.avg_processing_time == pytest.approx(6.0)
@@ -87,12 +94,12 @@ def test_a_workflow_refused_before_any_task_ran_counts_as_one_failed_task() -> N
         status=TTSWorkflowStatus(phase=Phase.FAILED),
     )
     failed_in_a_stage = record("c", (StageState.FAILED, 3, None), phase=Phase.FAILED)
-    stats = system_statistics([refused, failed_in_a_stage])
+    stats = system_statistics(Tally.of([refused, failed_in_a_stage]))
     assert (stats.total_tasks, stats.failed_tasks) == (2, 2)  # the stage's failure is not counted twice
 
 
 def test_statistics_with_nothing_finished_have_no_rates() -> None:
-    stats = system_statistics([record("x", (StageState.RUNNING, 1, None))])
+    stats = system_statistics(Tally.of([record("x", (StageState.RUNNING, 1, None))]))
     assert (stats.total_tasks, stats.success_rate, stats.avg_processing_time) == (0, None, None)
 
 
@@ -163,7 +170,7 @@ def finished_stages(
 def test_gpu_lock_health(
     workers: list[WorkerEntry], workflows: list[TTSWorkflow], status: str, reason: str | None
 ) -> None:
-    health = gpu_lock_health(workers, workflows)
+    health = gpu_lock_health(workers, Tally.of(workflows))
     assert health.status == status
     if reason is None:
         assert health.reasons == []
@@ -173,7 +180,7 @@ def test_gpu_lock_health(
 
 def test_each_slot_is_a_lock_held_by_its_job() -> None:
     quota = GpuQuota(name="gpu-lock", hard=2, used=2)
-    health = gpu_lock_health([entry("gpu1"), entry("gpu0", busy=True)], [], quota=quota)
+    health = gpu_lock_health([entry("gpu1"), entry("gpu0", busy=True)], Tally(), quota=quota)
     assert (health.total_locks, health.active_locks) == (2, 1)
     busy, idle = health.locks
     assert (busy.lock_key, busy.locked, busy.job_id, busy.workflow_id) == (
@@ -194,7 +201,7 @@ def test_statistics_of_workers_and_gpus() -> None:
             entry("gpu0", busy=True, memory=(6_200_000_000, 8_000_000_000)),
             entry("gpu1", memory=(1_000_000_000, 8_000_000_000)),
         ],
-        finished_stages(19, 1),
+        Tally.of(finished_stages(19, 1)),
     )
     assert (stats.workers.total, stats.workers.active, stats.workers.idle) == (2, 1, 1)
     assert stats.gpu.utilization == 0.5
@@ -203,5 +210,5 @@ def test_statistics_of_workers_and_gpus() -> None:
 
 
 def test_statistics_without_gpus_or_workers() -> None:
-    stats = statistics([], [])
+    stats = statistics([], Tally())
     assert (stats.gpu.utilization, stats.gpu.memory_used, stats.workers.total) == (None, None, 0)

@@ -107,3 +107,26 @@ async def test_a_workflow_the_operator_failed_as_invalid_is_shown_not_hidden(
     assert result.json()["error_code"] == "INVALID_INPUT"
     assert "outputPath" in result.json()["error"]
     assert statistics["system"]["failed_tasks"] >= 1
+
+
+@pytest.mark.usefixtures("chart_rbac")
+async def test_the_monitoring_views_read_workflows_a_page_at_a_time(
+    kube_api: RealApiServer, kube_crd: dict[str, Any], unmounted_policy: ValidationPolicy
+) -> None:
+    """The gateway's Role may list; a listing in pages (the API server's ``continue`` token) gives
+    every workflow once, however small the page."""
+    with as_service_account(kube_api, GATEWAY) as gateway_api:
+        backend = KubernetesBackend(gateway_api, NAMESPACE, unmounted_policy)
+        names = [f"paged-{n}" for n in range(7)]
+        for name in names:
+            await backend.create(name, SPEC)
+        try:
+            paged = [
+                body["metadata"]["name"] async for body in Workflows(gateway_api).each(NAMESPACE, page_size=2)
+            ]
+            assert sorted(set(names) & set(paged)) == names
+            assert len(paged) == len(set(paged))
+            assert {w.metadata.name async for w in backend.workflows()} >= set(names)
+        finally:
+            for name in names:
+                await backend.delete(name)

@@ -4,6 +4,7 @@ restarting under it) is handled again by the next tick, as kopf retries a handle
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client
@@ -14,10 +15,11 @@ from local_mode.record_store import LocalWorkflowStore
 from nats_support.jetstream import ensure_jetstream
 from nats_support.tasks import cancel_and_wait
 from tests.operator.cluster import eventually
+from tts_api.constants import Phase
 from tts_api.messages import WorkflowRef
 from tts_api.nats_names import JOBS_STREAM
 from tts_api.policy import ValidationPolicy
-from tts_api.resource import TTSWorkflowSpec
+from tts_api.resource import TTSWorkflowSpec, TTSWorkflowStatus
 from tts_operator.reconcile import Limits
 from tts_operator.runner import Runner
 
@@ -100,6 +102,61 @@ async def test_a_record_whose_deletion_failed_is_deleted_once_nats_answers(
         await eventually(gone, within=15, what="wf-1 purged")
         assert failures == [0]
         assert "wf-1" in deleted
+    finally:
+        await cancel_and_wait(running)
+        await runner.close()
+
+
+async def test_a_tick_reads_only_the_records_that_need_one(
+    nats_client: Client, store: LocalWorkflowStore, policy: ValidationPolicy
+) -> None:
+    """Finished records are not read again until their time to live runs out: a tick costs what the
+    work in hand costs, however many records are kept."""
+    js = nats_client.jetstream()
+    await ensure_jetstream(js)
+    operator_store = LocalOperatorStore(store)
+    runner = Runner(operator_store, nats_client, js, limits=Limits(), policy=policy, batch_seconds=0)
+    driver = LocalDriver(store, operator_store, runner, tick_seconds=3600)  # ticks called by hand
+    finished_at = datetime.now(UTC) - timedelta(seconds=60)
+    kept = [f"kept-{n}" for n in range(20)]
+    for name in [*kept, "expired"]:
+        spec = SPEC.model_copy(update={"ttl_seconds_after_finished": 30 if name == "expired" else 3600})
+        await store.create(name, spec)
+        stored = await store.read(name)
+        assert stored is not None
+        done = TTSWorkflowStatus(phase=Phase.SUCCEEDED, finished_at=finished_at, updated_at=finished_at)
+        await store.replace_status(name, done, revision=stored.revision)
+    running = asyncio.create_task(driver.run())
+    try:
+        await store.create("live", SPEC)
+
+        async def all_seen() -> bool:
+            return driver.scheduled == len(kept) + 2
+
+        await eventually(all_seen, within=15, what="every record seen by the watch")
+        read: list[str] = []
+        read_body = store.read_body
+
+        async def counting_read_body(name: str) -> Any:
+            read.append(name)
+            return await read_body(name)
+
+        store.read_body = counting_read_body  # type: ignore[method-assign]
+        await driver.tick()
+        assert "expired" in read
+        assert "live" in read
+        assert not set(read) & set(kept)  # not one of the finished records still within its time
+
+        async def expired_gone() -> bool:
+            return await read_body("expired") is None
+
+        await eventually(expired_gone, within=15, what="the expired record deleted")
+        assert [name for name in kept if await read_body(name) is None] == []
+
+        async def forgotten() -> bool:
+            return driver.scheduled == len(kept) + 1
+
+        await eventually(forgotten, within=15, what="the deleted record dropped from the schedule")
     finally:
         await cancel_and_wait(running)
         await runner.close()

@@ -155,3 +155,27 @@ async def test_listing_every_record_costs_a_few_requests_not_one_per_record(
     assert len(listed) == 60
     assert not [subject for subject in requests if subject.startswith("$JS.API.DIRECT.GET")]
     assert len(requests) <= 10, requests  # a consumer made and deleted; 60 records, not 60 reads
+
+
+async def test_a_listing_while_records_change_gives_each_record_once(store: LocalWorkflowStore) -> None:
+    """Records written while they are listed come once each, as they were or as they became; one
+    deleted before the listing does not come at all."""
+    names = [f"wf-{number}" for number in range(40)]
+    for name in names:
+        await store.create(name, SPEC)
+    await store.create("gone", SPEC)
+    await store.purge("gone")
+    listed: list[str] = []
+    async for body in store.each_body():
+        listed.append(body["metadata"]["name"])
+        if len(listed) == 5:  # meanwhile, every record is written again, and one more made
+            for name in names:
+                stored = await store.read(name)
+                assert stored is not None
+                await store.replace_status(
+                    name, TTSWorkflowStatus(phase=Phase.RUNNING), revision=stored.revision
+                )
+            await store.create("late", SPEC)
+    assert len(listed) == len(set(listed))
+    assert set(names) <= set(listed)
+    assert "gone" not in listed
