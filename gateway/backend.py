@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from gateway.monitoring import Tally
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
 
 
@@ -32,8 +33,8 @@ class WorkflowBackend(Protocol):
 
     async def get(self, name: str) -> TTSWorkflow | None: ...
 
-    def workflows(self) -> AsyncIterator[TTSWorkflow]:
-        """Every workflow, one at a time (a reader that folds them holds none for long)."""
+    async def tally(self) -> Tally:
+        """The monitoring tally of every workflow (kept by a watch: reading it reads no workflow)."""
         ...
 
     async def delete(self, name: str) -> bool:

@@ -8,7 +8,7 @@ counts finished stages and busy slots.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -48,7 +48,18 @@ class SystemStatistics(BaseModel):
     avg_processing_time: float | None
 
 
-@dataclass
+COUNTERS = (
+    "dispatched",
+    "succeeded",
+    "failed_stages",
+    "refused",
+    "timeouts",
+    "processing_seconds",
+    "processed",
+)
+
+
+@dataclass(slots=True)
 class Tally:
     """What the monitoring answers need from the workflow records, gathered in one pass: a few
     counters and the active tasks, however many records there are. Every dispatched stage counts as
@@ -104,17 +115,14 @@ class Tally:
         if status.phase is Phase.FAILED and not stage_failed:
             self.refused += 1  # refused before any task ran (an invalid spec): one failed task all the same
 
+    def move(self, other: Tally, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) ``other``'s counters; the active tasks stay."""
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+
     @property
     def finished_stages(self) -> int:
         return self.succeeded + self.failed_stages
-
-
-async def tally(workflows: AsyncIterable[TTSWorkflow]) -> Tally:
-    """The tally of every workflow ``workflows`` yields, holding one at a time."""
-    found = Tally()
-    async for workflow in workflows:
-        found.add(workflow)
-    return found
 
 
 def heartbeat_all(tally: Tally) -> HeartbeatAllResponse:

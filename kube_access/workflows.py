@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, watch
@@ -13,6 +14,13 @@ from kube_access.client import NotFoundError, call
 from tts_api.constants import API_GROUP, API_VERSION, PLURAL
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class WorkflowPage:
+    items: list[dict[str, Any]]
+    resource_version: str
+    """The snapshot's version: a watch from it sees every change made since."""
 
 
 class Workflows:
@@ -60,10 +68,12 @@ class Workflows:
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
-    async def each(self, namespace: str, *, page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
-        """Every workflow of ``namespace``, read ``page_size`` at a time (the list's ``continue``
-        token), so that a reader holds one page, not every object at once."""
+    async def pages(self, namespace: str, *, page_size: int = 500) -> AsyncIterator[WorkflowPage]:
+        """Every workflow of ``namespace``, ``page_size`` at a time (the list's ``continue`` token),
+        so that a reader holds one page, not every object at once. The pages are one consistent
+        snapshot, at the first page's ``resourceVersion``."""
         token: str | None = None
+        version = ""
         while True:
             options: dict[str, Any] = {"limit": page_size}
             if token:
@@ -76,9 +86,10 @@ class Workflows:
                 PLURAL,
                 **options,
             )
-            for item in listing.get("items", []):
-                yield item
-            token = (listing.get("metadata") or {}).get("continue")
+            metadata = listing.get("metadata") or {}
+            version = version or metadata.get("resourceVersion", "")
+            yield WorkflowPage(listing.get("items", []), version)
+            token = metadata.get("continue")
             if not token:
                 return
 
@@ -116,24 +127,26 @@ class Workflows:
     async def watch(
         self,
         namespace: str,
-        name: str,
+        name: str | None,
         *,
         resource_version: str | None,
         timeout_seconds: float,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """The changes of one workflow after ``resource_version``, as (``ADDED``/``MODIFIED``/
-        ``DELETED``, body), until the server ends the watch (at most ``timeout_seconds``) or the
-        caller stops reading. Without a version, the first event is the object as it is."""
+        """The changes of one workflow (every workflow of ``namespace`` when ``name`` is None) after
+        ``resource_version``, as (``ADDED``/``MODIFIED``/``DELETED``, body), until the server ends
+        the watch (at most ``timeout_seconds``) or the caller stops reading. Without a version, the
+        first events are the objects as they are."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException | None] = asyncio.Queue()
         watcher = watch.Watch()  # type: ignore[no-untyped-call]
         stopped = threading.Event()
         options: dict[str, Any] = {
-            "field_selector": f"metadata.name={name}",
             "timeout_seconds": max(1, round(timeout_seconds)),
             # The client gives up too, should the server never end the stream.
             "_request_timeout": timeout_seconds + 10,
         }
+        if name is not None:
+            options["field_selector"] = f"metadata.name={name}"
         if resource_version:
             options["resource_version"] = resource_version
 
@@ -157,7 +170,7 @@ class Workflows:
 
         # A thread of its own: a watch blocks for as long as it lasts, and the event loop's shared
         # pool would run dry with one per waiting client.
-        threading.Thread(target=stream, name=f"watch-{name}", daemon=True).start()
+        threading.Thread(target=stream, name=f"watch-{name or namespace}", daemon=True).start()
         ends_at = loop.time() + timeout_seconds
         try:
             while True:
@@ -171,7 +184,9 @@ class Workflows:
                     raise item
                 kind, body = item
                 # An API server that ignores the field selector (an emulator) sends the others too.
-                if isinstance(body, dict) and (body.get("metadata") or {}).get("name") == name:
+                if isinstance(body, dict) and (
+                    name is None or (body.get("metadata") or {}).get("name") == name
+                ):
                     yield kind, body
         finally:
             stopped.set()

@@ -40,11 +40,13 @@ from nats.js.errors import (
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from gateway.backend import BackendUnavailableError
+from gateway.live_tally import LiveTally
+from gateway.monitoring import Tally
 from nats_support.tasks import cancel_and_wait
 from tts_api.nats_names import WORKFLOWS_BUCKET
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import ObjectMeta, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
-from tts_api.validation import read_workflow
+from tts_api.validation import read_workflow, read_workflow_status
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ Predicate = Callable[[TTSWorkflow], bool]
 
 # How long a snapshot of the bucket waits for its next value before it takes what it has.
 SNAPSHOT_QUIET_SECONDS = 2.0
+# How long a monitoring view waits for the records watch to have read every record once.
+CATCH_UP_SECONDS = 10.0
 
 
 class LocalWorkflowStore:
@@ -145,6 +149,8 @@ class LocalWorkflowStore:
         self._health = health
         self._waiters: dict[str, list[tuple[Predicate, asyncio.Future[TTSWorkflow]]]] = {}
         self._follower: asyncio.Task[None] | None = None
+        self._live = LiveTally()
+        self._caught_up = asyncio.Event()  # the follower has read every record once
 
     @classmethod
     async def open(
@@ -206,9 +212,6 @@ class LocalWorkflowStore:
         await self._reach(self._kv.status)
 
     # --- reading and writing -------------------------------------------------------------------
-
-    def _decode(self, data: bytes) -> TTSWorkflow:
-        return read_workflow(json.loads(data), policy=self._policy)
 
     async def bodies(self) -> list[dict[str, Any]]:
         """Every record as stored (see :meth:`each_body`)."""
@@ -374,13 +377,27 @@ class LocalWorkflowStore:
             if not waiters:
                 self._waiters.pop(name, None)
 
+    async def tally(self) -> Tally:
+        """The monitoring tally of every record, kept by the records watch: no record is read."""
+        self.check()
+        self._start_following()
+        try:
+            await asyncio.wait_for(self._caught_up.wait(), CATCH_UP_SECONDS)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"the workflow store (NATS at {self._url}) is still being read after a restart: "
+                "send the request again in a few seconds"
+            ) from None
+        return self._live.tally()
+
     def _start_following(self) -> None:
         if self._follower is None or self._follower.done():
             self._follower = asyncio.create_task(self._follow(), name="local-store-follower")
 
     async def _follow(self) -> None:
-        """One watch over the whole bucket wakes every waiter whose predicate now holds; a watch
-        that breaks (NATS restarted) is opened again, and its first values wake whoever waits."""
+        """One watch over the whole bucket keeps the monitoring tally and wakes every waiter whose
+        predicate now holds; a watch that breaks (NATS restarted) is opened again, and its first
+        values (every record as it is) rebuild the tally and wake whoever waits."""
         while True:
             try:
                 await self._follow_once()
@@ -391,24 +408,39 @@ class LocalWorkflowStore:
             await asyncio.sleep(REWATCH_SECONDS)
 
     async def _follow_once(self) -> None:
+        self._caught_up.clear()
+        self._live.clear()
+        if not (await self._kv.status()).stream_info.state.messages:
+            self._caught_up.set()  # no record, and no value coming
         watcher = await self._kv.watchall(ignore_deletes=False)
         try:
             async for entry in watcher:
-                if entry is None or entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                if entry is None:
                     continue
-                waiters = self._waiters.get(entry.key)
-                if not waiters:
-                    continue
-                try:
-                    workflow = self._decode(entry.value)
-                except Exception:
-                    log.exception("unreadable workflow record %s", entry.key)
-                    continue
-                for predicate, future in list(waiters):
-                    if not future.done() and predicate(workflow):
-                        future.set_result(workflow)
+                self._take(entry)
+                if entry.delta == 0:
+                    self._caught_up.set()  # the last of the values pending when it came
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _take(self, entry: KeyValue.Entry) -> None:
+        """One value from the watch: into the tally, then to the waiters on its record."""
+        if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+            self._live.forget(entry.key)
+            return
+        try:
+            body = json.loads(entry.value)
+            self._live.note(entry.key, read_workflow_status(body))
+            waiters = self._waiters.get(entry.key)
+            if not waiters:
+                return
+            workflow = read_workflow(body, policy=self._policy)
+        except Exception:
+            log.exception("unreadable workflow record %s", entry.key)
+            return
+        for predicate, future in list(waiters):
+            if not future.done() and predicate(workflow):
+                future.set_result(workflow)
 
 
 async def connect(nats_url: str, name: str) -> Client:

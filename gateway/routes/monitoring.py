@@ -12,7 +12,6 @@ from gateway.monitoring import (
     gpu_lock_health,
     heartbeat_all,
     statistics,
-    tally,
 )
 
 router = APIRouter()
@@ -20,7 +19,7 @@ router = APIRouter()
 
 @router.get("/api/v1/monitoring/heartbeat/all", response_model=HeartbeatAllResponse)
 async def heartbeats(opened: Opened) -> HeartbeatAllResponse:
-    return heartbeat_all(await tally(opened.backend().workflows()))
+    return heartbeat_all(await opened.backend().tally())
 
 
 @router.get("/api/v1/monitoring/gpu-lock/health", response_model=GpuLockHealthResponse)
@@ -28,11 +27,11 @@ async def gpu_lock(opened: Opened) -> GpuLockHealthResponse:
     directory = opened.directory()
     return gpu_lock_health(
         await directory.entries(),
-        await tally(opened.backend().workflows()),
+        await opened.backend().tally(),
         quota=await directory.gpu_quota(),
     )
 
 
 @router.get("/api/v1/monitoring/statistics", response_model=StatisticsResponse)
 async def stats(opened: Opened) -> StatisticsResponse:
-    return statistics(await opened.directory().entries(), await tally(opened.backend().workflows()))
+    return statistics(await opened.directory().entries(), await opened.backend().tally())

@@ -16,6 +16,7 @@ from kube_testbed.apiserver import RealApiServer
 from kube_testbed.helm import NAMESPACE
 from tests.gateway.test_kubernetes_backend import gateway_over
 from tests.kube.test_apiserver import GATEWAY, OPERATOR, as_service_account
+from tests.operator.cluster import eventually
 from tts_api.constants import API_GROUP_VERSION, KIND, Phase
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
@@ -110,23 +111,50 @@ async def test_a_workflow_the_operator_failed_as_invalid_is_shown_not_hidden(
 
 
 @pytest.mark.usefixtures("chart_rbac")
-async def test_the_monitoring_views_read_workflows_a_page_at_a_time(
+async def test_the_monitoring_tally_lists_in_pages_then_follows_every_change(
     kube_api: RealApiServer, kube_crd: dict[str, Any], unmounted_policy: ValidationPolicy
 ) -> None:
-    """The gateway's Role may list; a listing in pages (the API server's ``continue`` token) gives
-    every workflow once, however small the page."""
-    with as_service_account(kube_api, GATEWAY) as gateway_api:
+    """With the chart's Role: a listing in pages (the ``continue`` token) gives every workflow once,
+    however small the page; the tally then follows the operator's status writes and the deletions
+    through one watch of the namespace, reading no workflow when asked."""
+    names = [f"tallied-{n}" for n in range(7)]
+    with as_service_account(kube_api, GATEWAY) as gateway_api, as_service_account(kube_api, OPERATOR) as op:
         backend = KubernetesBackend(gateway_api, NAMESPACE, unmounted_policy)
-        names = [f"paged-{n}" for n in range(7)]
         for name in names:
             await backend.create(name, SPEC)
         try:
             paged = [
-                body["metadata"]["name"] async for body in Workflows(gateway_api).each(NAMESPACE, page_size=2)
+                body["metadata"]["name"]
+                async for page in Workflows(gateway_api).pages(NAMESPACE, page_size=2)
+                for body in page.items
             ]
             assert sorted(set(names) & set(paged)) == names
             assert len(paged) == len(set(paged))
-            assert {w.metadata.name async for w in backend.workflows()} >= set(names)
+
+            before = await backend.tally()
+            stage = {"name": "indextts.health_check", "attempt": 1}
+            await Workflows(op).patch_status(
+                NAMESPACE, names[0], {"phase": "Running", "stages": [{**stage, "state": "Running"}]}
+            )
+            done = {**stage, "state": "Succeeded", "output": {"processing_time": 0.5}}
+            await Workflows(op).patch_status(NAMESPACE, names[1], {"phase": "Succeeded", "stages": [done]})
+
+            async def followed() -> bool:
+                now = await backend.tally()
+                return now.succeeded == before.succeeded + 1 and names[0] in {
+                    t.workflow_id for t in now.active
+                }
+
+            await eventually(followed, within=20, what="the status writes in the tally")
+            assert (await backend.tally()).dispatched == before.dispatched + 2
+
+            await backend.delete(names[1])
+
+            async def forgotten() -> bool:
+                return (await backend.tally()).succeeded == before.succeeded
+
+            await eventually(forgotten, within=20, what="the deletion in the tally")
         finally:
             for name in names:
                 await backend.delete(name)
+            await backend.close()

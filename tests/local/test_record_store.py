@@ -15,8 +15,9 @@ from local_mode.record_store import (
     RecordConflictError,
     RecordExistsError,
 )
-from tts_api.constants import Phase
-from tts_api.resource import TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
+from tests.operator.cluster import eventually
+from tts_api.constants import Phase, StageState, TaskName
+from tts_api.resource import StageStatus, TTSWorkflow, TTSWorkflowSpec, TTSWorkflowStatus
 
 SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
 
@@ -179,3 +180,44 @@ async def test_a_listing_while_records_change_gives_each_record_once(store: Loca
     assert len(listed) == len(set(listed))
     assert set(names) <= set(listed)
     assert "gone" not in listed
+
+
+async def test_the_monitoring_tally_follows_the_records_and_reads_none_when_asked(
+    store: LocalWorkflowStore, nats_client: Client
+) -> None:
+    for number in range(30):
+        await store.create(f"wf-{number}", SPEC)
+    stage = StageStatus(name=TaskName.HEALTH_CHECK, attempt=1, state=StageState.SUCCEEDED)
+    for number in range(10):
+        stored = await store.read(f"wf-{number}")
+        assert stored is not None
+        done = TTSWorkflowStatus(phase=Phase.SUCCEEDED, stages=[stage])
+        await store.replace_status(f"wf-{number}", done, revision=stored.revision)
+    assert (await store.tally()).succeeded == 10  # read once, from the first values of the watch
+
+    requests: list[str] = []
+
+    async def seen(message: Msg) -> None:
+        requests.append(message.subject)
+
+    spy = await nats_client.subscribe("$JS.API.>", cb=seen)
+    await nats_client.flush()
+    for _ in range(5):
+        assert (await store.tally()).succeeded == 10
+    await nats_client.flush()
+    await spy.unsubscribe()
+    assert requests == []  # the views read no record: the watch keeps the tally
+
+    await store.purge("wf-0")
+    running = TTSWorkflowStatus(
+        phase=Phase.RUNNING, stages=[stage.model_copy(update={"state": StageState.RUNNING})]
+    )
+    stored = await store.read("wf-20")
+    assert stored is not None
+    await store.replace_status("wf-20", running, revision=stored.revision)
+
+    async def followed() -> bool:
+        tally = await store.tally()
+        return tally.succeeded == 9 and [task.workflow_id for task in tally.active] == ["wf-20"]
+
+    await eventually(followed, within=10, what="the purge and the new status in the tally")
