@@ -17,7 +17,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
-from nats_support.embedded_nats import free_port, nats_server_binary
+from nats_support.embedded_nats import EmbeddedNats, free_port, nats_server_binary
 from nats_support.jetstream import JetStreamSetupError, ensure_jetstream, subscribe_workers
 from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, WORKERS_BUCKET
 
@@ -44,32 +44,47 @@ class Node:
         return f"nats://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[Node]]:
-    """Three nats-servers with JetStream, routed to each other (the chart's cluster block)."""
+@contextlib.contextmanager
+def three_servers(tmp_path: Path) -> Iterator[list[Node]]:
+    """Three nats-servers with JetStream, routed to each other (the chart's cluster block); each
+    keeps its store in ``tmp_path/<name>``."""
     nodes = [Node(f"n{i}", free_port(), free_port()) for i in range(3)]
     routes = ",".join(f"nats://127.0.0.1:{node.cluster_port}" for node in nodes)
-    for node in nodes:
-        config = tmp_path / f"{node.name}.conf"
-        config.write_text(
-            f"server_name: {node.name}\n"
-            f"listen: 127.0.0.1:{node.port}\n"
-            f"jetstream {{ store_dir: {tmp_path / node.name} }}\n"
-            f"cluster {{ name: tts, listen: 127.0.0.1:{node.cluster_port}, routes: [{routes}] }}\n"
-        )
-        log = (tmp_path / f"{node.name}.log").open("wb")
-        node.process = subprocess.Popen(  # noqa: S603 (the suite's own nats-server)
-            [nats_server_binary(), "--config", str(config)], stdout=log, stderr=log
-        )
-    yield nodes
-    for node in nodes:
-        if node.process is not None and node.process.poll() is None:
-            node.process.kill()
-            node.process.wait(timeout=10)
+    try:
+        for node in nodes:
+            config = tmp_path / f"{node.name}.conf"
+            config.write_text(
+                f"server_name: {node.name}\n"
+                f"listen: 127.0.0.1:{node.port}\n"
+                f"jetstream {{ store_dir: {tmp_path / node.name} }}\n"
+                f"cluster {{ name: tts, listen: 127.0.0.1:{node.cluster_port}, routes: [{routes}] }}\n"
+            )
+            log = (tmp_path / f"{node.name}.log").open("wb")
+            node.process = subprocess.Popen(  # noqa: S603 (the suite's own nats-server)
+                [nats_server_binary(), "--config", str(config)], stdout=log, stderr=log
+            )
+        yield nodes
+    finally:
+        for node in nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.process.kill()
+                node.process.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[Node]]:
+    with three_servers(tmp_path) as nodes:
+        yield nodes
 
 
 async def connected(*urls: str) -> Client:
-    return await nats.connect(list(urls), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    """A client of the servers, once one of them listens (they may be starting)."""
+    for _ in range(100):
+        try:
+            return await nats.connect(list(urls), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        except (ConnectionRefusedError, nats.errors.NoServersError):
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no server of {urls} answered")
 
 
 async def until_jetstream_answers(client: Client) -> None:
@@ -184,3 +199,33 @@ async def while_electing(
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def test_a_single_server_that_joins_a_cluster_gets_the_streams_made_again_with_three_copies(
+    tmp_path: Path,
+) -> None:
+    """``nats.replicas`` from 1 to 3 on a release: nats-server treats the single server's streams as
+    orphans in the cluster (docs/helm.md); the operator's setup brings the streams to three copies,
+    and jobs flow."""
+    with EmbeddedNats(tmp_path / "n0") as single:
+        alone = await nats.connect(single.url)
+        await ensure_jetstream(alone.jetstream())
+        await alone.jetstream().publish("tts.jobs.generate_speech", b"queued alone")
+        await alone.close()
+    with three_servers(tmp_path) as nodes:
+        joined = await connected(*(node.url for node in nodes))
+        try:
+            await until_jetstream_answers(joined)
+            js = joined.jetstream()
+            await while_electing(lambda: ensure_jetstream(js, replicas=3))
+            assert {(await js.stream_info(s)).config.num_replicas for s in STREAMS} == {3}
+            await while_electing(lambda: js.publish("tts.jobs.generate_speech", b"queued in the cluster"))
+            workers = await while_electing(lambda: subscribe_workers(js, ack_wait=5))
+            taken: list[bytes] = []
+            deadline = asyncio.get_running_loop().time() + 30
+            while b"queued in the cluster" not in taken:  # the job queued alone may or may not come first
+                assert asyncio.get_running_loop().time() < deadline, taken
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    taken += [message.data for message in await workers.fetch(2, timeout=1)]
+        finally:
+            await joined.close()
