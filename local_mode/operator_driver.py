@@ -141,16 +141,28 @@ class LocalDriver:
             await cancel_and_wait(ticking)
 
     async def _follow(self, *, resuming: bool) -> None:
+        # The resume is the records as they were when the watch opened: each key once, up to the
+        # value after which none was pending (nats-py's own "no more values" may come before the
+        # first one) or a key seen again (a change made since).
+        resuming = resuming and await self._records.count() > 0
+        seen: set[str] = set()
         watcher = await self._records.watch_all()
         try:
             async for entry in watcher:
                 if entry is None:
-                    resuming = False
                     continue
+                if resuming and entry.key in seen:
+                    resuming = False
+                    seen.clear()
+                if resuming:
+                    seen.add(entry.key)
                 if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
                     self._schedule.forget(entry.key)
-                    continue
-                await self._on_record(json.loads(entry.value), resuming=resuming)
+                else:
+                    await self._on_record(json.loads(entry.value), resuming=resuming)
+                if entry.delta == 0:
+                    resuming = False
+                    seen.clear()
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 

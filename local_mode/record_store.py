@@ -211,6 +211,11 @@ class LocalWorkflowStore:
     async def ping(self) -> None:
         await self._reach(self._kv.status)
 
+    async def count(self) -> int:
+        """How many values the bucket holds: records, and the markers of deleted ones."""
+        status = await self._reach(self._kv.status)
+        return int(status.stream_info.state.messages)
+
     # --- reading and writing -------------------------------------------------------------------
 
     async def bodies(self) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from gateway.backend import BackendUnavailableError
 from local_mode.operator_driver import LocalDriver, LocalOperatorStore
@@ -17,7 +18,7 @@ from nats_support.tasks import cancel_and_wait
 from tests.operator.cluster import eventually
 from tts_api.constants import Phase
 from tts_api.messages import WorkflowRef
-from tts_api.nats_names import JOBS_STREAM
+from tts_api.nats_names import JOBS_STREAM, JOBS_SUBJECTS
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflowSpec, TTSWorkflowStatus
 from tts_operator.reconcile import Limits
@@ -160,3 +161,39 @@ async def test_a_tick_reads_only_the_records_that_need_one(
     finally:
         await cancel_and_wait(running)
         await runner.close()
+
+
+async def test_a_new_driver_resumes_the_records_it_finds(
+    nats_client: Client, store: LocalWorkflowStore, policy: ValidationPolicy
+) -> None:
+    """A restarted stack: workflows accepted and queued before are resumed from the first values of
+    the watch (each job announced again, JetStream dropping the copies of what landed), not left
+    for a tick."""
+    js = nats_client.jetstream()
+    await ensure_jetstream(js)
+    announced: list[str] = []
+
+    async def seen(message: Msg) -> None:
+        announced.append(message.subject)
+
+    spy = await nats_client.subscribe(JOBS_SUBJECTS, cb=seen)
+    for attempt in ("first", "restarted"):
+        announced.clear()
+        operator_store = LocalOperatorStore(store)
+        runner = Runner(operator_store, nats_client, js, limits=Limits(), policy=policy, batch_seconds=0)
+        driver = LocalDriver(store, operator_store, runner, tick_seconds=3600)  # no tick comes
+        running = asyncio.create_task(driver.run())
+        try:
+            if attempt == "first":
+                for number in range(5):
+                    await store.create(f"wf-{number}", SPEC)
+
+            async def five() -> bool:
+                return len(announced) == 5
+
+            await eventually(five, within=15, what=f"every job announced ({attempt} driver)")
+        finally:
+            await cancel_and_wait(running)
+            await runner.close()
+    await spy.unsubscribe()
+    assert (await js.stream_info(JOBS_STREAM)).state.messages == 5  # each job once
