@@ -24,8 +24,8 @@ from nats_support.embedded_nats import die_with_parent, free_port, stop_child
 
 STOP_TIMEOUT_SECONDS = 15.0
 # A 403 as kopf, the Kubernetes client or our own log lines show it (not the 403 of a timestamp's
-# milliseconds, "12:00:01.403").
-FORBIDDEN = re.compile(r"(?<![\w.:+-])403(?![\w.:])|forbidden", re.IGNORECASE)
+# milliseconds, "12:00:01.403" or "12:00:01,403" as Python's logging writes it).
+FORBIDDEN = re.compile(r"(?<![\w.,:+-])403(?![\w.:])|forbidden", re.IGNORECASE)
 SHARED_PREFIX = "/share"
 
 

@@ -52,8 +52,10 @@ def test_the_build_context_leaves_out_tests_caches_and_the_environment(tmp_path:
 @pytest.mark.timeout(180)
 def test_the_build_context_builds_the_wheel_the_images_install(tmp_path: Path) -> None:
     context = build_context(tmp_path / "context")
+    # With build isolation, as the image's `pip install .` builds it: the build backend is the one
+    # pyproject.toml asks for, not whichever setuptools this environment happens to hold.
     done = subprocess.run(  # noqa: S603 (this Python's pip, fixed arguments)
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
          "--wheel-dir", str(tmp_path / "dist"), str(context)],
         capture_output=True, text=True, timeout=170, check=False,
     )  # fmt: skip

@@ -23,9 +23,9 @@ def random_workflow(chance: random.Random, name: str) -> TTSWorkflow:
     return record(name, *stages, beat=chance.random() < 0.5, phase=chance.choice(list(Phase)))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_the_kept_tally_is_the_tally_of_what_is_there_now(seed: int) -> None:
-    chance = random.Random(seed)  # noqa: S311  # a reproducible sequence, not a secret
+@pytest.mark.parametrize("draw", range(5))
+def test_the_kept_tally_is_the_tally_of_what_is_there_now(draw: int) -> None:
+    chance = random.Random(draw)  # noqa: S311  # a reproducible sequence, not a secret
     live, now = LiveTally(), dict[str, TTSWorkflow]()
     for _ in range(400):
         name = f"wf-{chance.randint(0, 30)}"

@@ -30,6 +30,7 @@ from kube_testbed.apiserver import (
     service_account_username,
     without_cel_rules,
 )
+from kube_testbed.components import forbidden_lines
 from kube_testbed.helm import NAMESPACE, component
 from tests.kube.fixtures import NOBODY
 from tts_api.constants import API_GROUP, API_GROUP_VERSION, API_VERSION, CRD_NAME, KIND, PLURAL
@@ -334,3 +335,16 @@ async def test_the_operator_patches_status_but_creates_no_workflow(
         assert await workflows.served() is True
         assert forbidden(lambda: client.ApiextensionsV1Api(api).list_custom_resource_definition())
         assert await workflows.delete(NAMESPACE, "for-operator") is True
+
+
+def test_a_403_is_told_from_a_timestamps_milliseconds() -> None:
+    log = "\n".join(
+        [
+            "2026-12-02 20:46:00,403 INFO    gateway.app: workflow wf-1 created",
+            "2026-12-02T20:46:00.403Z kopf: handler done",
+            "kubernetes.client.exceptions.ApiException: (403)",
+            "Reason: Forbidden",
+            "HTTP response status 403 for PATCH ttsworkflows",
+        ]
+    )
+    assert forbidden_lines(log) == log.splitlines()[2:]
