@@ -68,6 +68,7 @@ def register(
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
         settings.posting.level = logging.WARNING  # the operator posts its own Events for transitions
+        settings.posting.enabled = config.events != "none"
         # The time-to-live timer deletes its own object; kopf releases the finalizer only once that
         # timer has exited, and re-checks every cancellation_polling seconds (60 by default): a
         # deletion would hang up to a minute. Check every second instead.

@@ -157,6 +157,15 @@ class PostEvent:
     message: str
 
 
+EventLevel = Literal["all", "warnings", "none"]
+"""Which of the decisions' Events are posted (each one is an API write): every one, the warnings
+(failures, retries), or none."""
+
+
+def posted(level: EventLevel, kind: Literal["Normal", "Warning"]) -> bool:
+    return level == "all" or (level == "warnings" and kind == "Warning")
+
+
 @dataclass(frozen=True)
 class DeleteWorkflow:
     reason: str
@@ -792,6 +801,7 @@ __all__ = [
     "Decision",
     "DeleteWorkflow",
     "Deleted",
+    "EventLevel",
     "Input",
     "Limits",
     "PostEvent",
@@ -802,6 +812,7 @@ __all__ = [
     "TimeoutKind",
     "WorkerEventInput",
     "Workflow",
+    "posted",
     "reconcile",
     "spec_changed_message",
     "tick_due",

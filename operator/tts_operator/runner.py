@@ -44,6 +44,7 @@ from tts_operator.reconcile import (
     Decision,
     Deleted,
     DeleteWorkflow,
+    EventLevel,
     Input,
     Limits,
     PostEvent,
@@ -51,6 +52,7 @@ from tts_operator.reconcile import (
     PublishJob,
     Tick,
     Workflow,
+    posted,
     reconcile,
     tick_due,
 )
@@ -127,6 +129,7 @@ class Runner:
         policy: ValidationPolicy,
         batch_seconds: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
+        events: EventLevel = "all",
     ) -> None:
         self.store = store
         self._nc = nc
@@ -135,6 +138,7 @@ class Runner:
         self._policy = policy
         self._batch_seconds = batch_seconds
         self._clock = clock
+        self._events = events
         self._entries: dict[Key, _Entry] = {}
         self._locks = KeyedLocks()
         # Workflows this process finished, oldest first, with when (time.monotonic()).
@@ -338,6 +342,8 @@ class Runner:
                     await self.publish_job(job)
                 case PublishCancel(cancel=cancel):
                     await self.publish_cancel(cancel)
+                case PostEvent(type=kind) if not posted(self._events, kind):
+                    continue
                 case PostEvent(type=kind, reason=reason, message=message):
                     try:
                         await self.store.post_event(ref, kind, reason, message)

@@ -44,6 +44,7 @@ class Runtime:
             limits=settings.limits(),
             policy=policy,
             batch_seconds=settings.heartbeat_batch_seconds,
+            events=settings.events,
         )
         runner.events_caught_up = False  # ticks wait until the events backlog is read
         consumer = EventsConsumer(js, runner)

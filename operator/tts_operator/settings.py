@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tts_operator.reconcile import Limits
+from tts_operator.reconcile import EventLevel, Limits
 
 DEFAULT_LIMITS = Limits()
 
@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         default=1.0,
         ge=0,
         description="Heartbeat-only status changes are written at most this often per workflow (0: at once).",
+    )
+    events: EventLevel = Field(
+        default="warnings",
+        description="Which Kubernetes Events the operator posts on its workflows: all (each "
+        "transition: accepted, dispatched, started, succeeded...; about 4 API writes a workflow), "
+        "warnings (failures and retries only: a workflow that succeeds costs none), none (no Event "
+        "at all, kopf's own neither; the chart then grants no right on Events).",
     )
     namespaces: str = Field(
         default="", description="Comma-separated namespaces to watch; empty: all namespaces."

@@ -60,6 +60,16 @@ CASES: dict[str, tuple[Sequence[str], dict[str, set[Right]]]] = {
             component("operator"): operator_in("ClusterRole", "*") | LEADER_LEASE,
         },
     ),
+    "no Events": (
+        ("operator.events=none",),
+        {
+            component("gateway"): GATEWAY,
+            component("operator"): (
+                operator_in("Role", "speech") - {("Role", "speech", *EVENTS, (), ("create",))}
+            )
+            | LEADER_LEASE,
+        },
+    ),
     "no leader election": (
         ("operator.leaderElection=false",),
         {

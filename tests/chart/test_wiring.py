@@ -281,6 +281,7 @@ def test_the_charts_operator_limits_are_the_cores_defaults(
     for variable in limit_variables & set(env):
         monkeypatch.setenv(variable, str(env[variable]))
     assert OperatorSettings().limits() == Limits()
+    assert env["TTS_OPERATOR_EVENTS"] == OperatorSettings().events  # the same default level
 
 
 @pytest.mark.parametrize(

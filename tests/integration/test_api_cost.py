@@ -83,6 +83,8 @@ def test_each_workflow_is_created_once_and_costs_a_bounded_number_of_writes(stac
     status_writes = window.where(verb="PATCH", resource="ttsworkflows", subresource="status", code="200")
     assert status_writes.total() >= WORKFLOWS, "every workflow's outcome was written to its status"
     assert window.where(resource="ttsworkflows", verb="DELETE").total() == 0
+    posted = window.where(verb="POST", resource="events")
+    assert posted.total() == 0, f"a workflow that succeeds posts no Event by default: {posted.by_label()}"
     assert not figures.refused, f"refused under the chart's RBAC: {dict(figures.refused)}"
     assert not unaccounted_writes(window), f"writes of something else: {unaccounted_writes(window)}"
     assert_served_to_the_stack(figures)

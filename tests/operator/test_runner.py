@@ -22,7 +22,7 @@ from tts_api.messages import CancelMessage, WorkflowRef, decode_command, encode,
 from tts_api.nats_names import CANCEL_SUBJECT, EVENTS_STREAM, JOBS_STREAM, OPERATOR_CONSUMER, event_subject
 from tts_operator import runner as runner_module
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
-from tts_operator.reconcile import Created, Deleted, Limits, Resumed, Tick, WorkerEventInput
+from tts_operator.reconcile import Created, Deleted, EventLevel, Limits, Resumed, Tick, WorkerEventInput
 from tts_operator.runner import Runner
 from tts_operator.store import workflow_from_body
 
@@ -290,4 +290,37 @@ async def test_memory_holds_the_work_in_hand_not_every_finished_workflow(
     for name in names:  # ticks of finished workflows (their time to live) hold nothing
         await runner.handle(Tick(), workflow=workflow_from_body(store.bodies[("default", name)]))
     assert runner.held == 0
+    await runner.close()
+
+
+@pytest.mark.parametrize(
+    ("level", "posted"),
+    [
+        (
+            "all",
+            {
+                "ok": ["Accepted", "Dispatched", "Started", "Succeeded"],
+                "bad": ["Accepted", "Dispatched", "Started", "Failed"],
+            },
+        ),
+        ("warnings", {"ok": [], "bad": ["Failed"]}),
+        ("none", {"ok": [], "bad": []}),
+    ],
+)
+async def test_events_are_posted_at_the_level_asked(
+    js: tuple[NatsClient, JetStreamContext], level: EventLevel, posted: dict[str, list[str]]
+) -> None:
+    """Each Event is an API write: by default only failures and retries are posted."""
+    nc, context = js
+    store = MemoryStore()
+    runner = Runner(store, nc, context, limits=Limits(), policy=POLICY, batch_seconds=0, events=level)
+    for name in ("ok", "bad"):
+        await runner.handle(Created(), workflow=store.add(name, spec()))
+        await runner.handle(as_event(started(), name), namespace="default", name=name)
+    await runner.handle(as_event(completed(), "ok"), namespace="default", name="ok")
+    await runner.handle(as_event(failed(), "bad"), namespace="default", name="bad")
+    assert store.status("ok")["phase"] == "Succeeded"
+    assert store.status("bad")["phase"] == "Failed"
+    for name, reasons in posted.items():
+        assert [reason for who, reason in store.events if who == name] == reasons
     await runner.close()

@@ -133,8 +133,11 @@ app.kubernetes.io/part-of: indextts
   - apiGroups: [tts.indextts.io]
     resources: [ttsworkflows/status]
     verbs: [patch]
-  # create: Events on each workflow (dispatched, retried, failed, succeeded) and kopf's handler events.
+  {{- if ne .Values.operator.events "none" }}
+  # create: Events on the workflows (operator.events: their failures and retries, or every
+  # transition) and kopf's warnings about its handlers.
   - apiGroups: [""]
     resources: [events]
     verbs: [create]
+  {{- end }}
 {{- end }}
