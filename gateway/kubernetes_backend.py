@@ -90,7 +90,8 @@ class KubernetesBackend:
     async def _follow(self) -> None:
         """List every workflow, then watch from that version; a watch the server ends is opened
         again from the last version seen, and one that fails (the version expired, the connection
-        dropped) starts over with a new listing."""
+        dropped) starts over with a new listing, the views waiting for it (and answering 503 while
+        the API server does not answer)."""
         while True:
             try:
                 version = await self._relist()
@@ -99,6 +100,8 @@ class KubernetesBackend:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # Until the listing succeeds again the tally may be stale: the views wait for it.
+                self._caught_up.clear()
                 log.info("watching the workflows failed (%s); listing them again", exc)
             await asyncio.sleep(RETRY_SECONDS)
 
