@@ -218,6 +218,7 @@ def operator_settings(cluster: Cluster, nats_url: str, **overrides: Any) -> Sett
         "heartbeat_batch_seconds": 0.3,
         "leader_election": False,
         "metrics_port": 0,
+        "events": "all",  # the scenarios follow every transition's Event (the default posts warnings only)
     }
     return Settings(**(values | overrides))
 
