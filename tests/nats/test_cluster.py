@@ -140,7 +140,7 @@ async def test_with_three_replicas_the_work_goes_on_when_a_server_is_killed(
     bucket = await ensure_jetstream(js, replicas=3)
     for n in range(5):
         await js.publish("tts.jobs.generate_speech", f"before {n}".encode(), headers={"Nats-Msg-Id": f"b{n}"})
-    await bucket.put("worker-a", b"busy")
+    written = await bucket.put("worker-a", b"busy")  # the bucket's sequence number of this write
     info = await js.stream_info(JOBS_STREAM)
     assert info.cluster is not None
     assert len(info.cluster.replicas or []) == 2  # the leader and two followers
@@ -176,14 +176,18 @@ async def test_with_three_replicas_the_work_goes_on_when_a_server_is_killed(
                         await message.ack_sync()
         assert taken == {f"before {n}".encode() for n in range(5)} | {f"after {n}".encode() for n in range(5)}
         survivors_bucket = await while_electing(lambda: ojs.key_value(WORKERS_BUCKET))
-        # Read through the stream's new leader (a direct get may be answered by a follower still
-        # catching up): it holds every write that was acknowledged.
+        # Every acknowledged write is on the bucket's new leader. The entry itself may have aged
+        # out by now (heartbeats live WORKER_ENTRY_TTL_SECONDS), its sequence number stays.
+        kept = await while_electing(lambda: ojs.stream_info(f"KV_{WORKERS_BUCKET}"))
+        assert kept.state.last_seq >= written
+        # The bucket takes writes again, and reads them back through its leader.
+        later = await while_electing(lambda: survivors_bucket.put("worker-b", b"idle"))
+        assert later > written
         found = await while_electing(
-            lambda: ojs.get_last_msg(f"KV_{WORKERS_BUCKET}", f"$KV.{WORKERS_BUCKET}.worker-a"),
+            lambda: ojs.get_last_msg(f"KV_{WORKERS_BUCKET}", f"$KV.{WORKERS_BUCKET}.worker-b"),
             also=(nats.js.errors.NotFoundError,),
         )
-        assert found.data == b"busy"
-        await while_electing(lambda: survivors_bucket.put("worker-b", b"idle"))
+        assert (found.seq, found.data) == (later, b"idle")
     finally:
         await other.close()
 
