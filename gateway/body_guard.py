@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.error_bodies import error_json
+from gateway.openai_errors import from_workflow_error, speaks_openai
 from gateway.responses import ErrorResponse
 from tts_api.errors import ErrorCode
 
@@ -107,8 +108,11 @@ class BodyGuard:
 
 async def refuse(refusal: BodyRefusedError, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer with the error body and close the connection: the rest of the body is never read."""
-    body = ErrorResponse(error=refusal.message, error_code=ErrorCode.INVALID_INPUT)
-    response = error_json(body, refusal.status_code)
+    if speaks_openai(scope.get("path", "")):
+        response = from_workflow_error(refusal.status_code, refusal.message, ErrorCode.INVALID_INPUT)
+    else:
+        body = ErrorResponse(error=refusal.message, error_code=ErrorCode.INVALID_INPUT)
+        response = error_json(body, refusal.status_code)
     response.headers["connection"] = "close"
     await response(scope, receive, send)
 

@@ -14,6 +14,7 @@ from gateway.auth import AuthenticationError, key_accepted, presented_key
 from gateway.body_guard import BodyGuard, BodyLimits
 from gateway.error_bodies import tts_error_json
 from gateway.metrics import REQUEST_SECONDS, REQUESTS
+from gateway.openai_errors import openai_error_json, speaks_openai
 
 UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
 
@@ -28,7 +29,10 @@ async def require_key(request: Request, call_next: CallNext) -> Response:
         presented_key(request.headers), configured_key
     ):
         return await call_next(request)
-    return tts_error_json(AuthenticationError(), status_code=401)
+    refused = AuthenticationError()
+    if speaks_openai(request.url.path):
+        return openai_error_json(401, refused.message, code="invalid_api_key")
+    return tts_error_json(refused, status_code=401)
 
 
 async def count_requests(request: Request, call_next: CallNext) -> Response:

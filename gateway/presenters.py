@@ -130,7 +130,8 @@ def result_response(workflow: TTSWorkflow) -> WorkflowResult | ErrorResponse | N
     ids = {"workflow_id": workflow_id(workflow), "task_id": task_id(workflow, stage)}
     match OUTPUT_MODELS[stage.name].model_validate(stage.output):
         case SpeechResult() as speech:
-            return SpeechResponse(**ids, **speech.model_dump(), audio_url=audio_url(workflow))
+            url = audio_url(workflow) if speech.output_path is not None else None
+            return SpeechResponse(**ids, **speech.model_dump(), audio_url=url)
         case HealthReport() as health:
             return HealthResponse(**ids, **health.model_dump())
         case ModelInfoReport() as info:

@@ -26,7 +26,10 @@ class SpeechResponse(WorkflowApiResponse):
     """``indextts.generate_speech`` succeeded (the workflow API's 响应示例)."""
 
     status: Literal["success"] = "success"
-    output_path: str
+    output_path: str | None = Field(
+        description="The WAV on the shared volume; null for speech streamed to its client (the "
+        "OpenAI-compatible route), which keeps no file."
+    )
     duration: float
     sample_rate: int
     text_length: int
@@ -34,7 +37,9 @@ class SpeechResponse(WorkflowApiResponse):
     model_info: ModelInfo
     parameters: SpeechParameters
     warnings: list[str] = Field(default_factory=list)
-    audio_url: str = Field(description="Where to download the WAV: GET this path on the gateway.")
+    audio_url: str | None = Field(
+        description="Where to download the WAV: GET this path on the gateway (null when no WAV was kept)."
+    )
 
 
 class HealthResponse(WorkflowApiResponse):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class GatewaySettings(BaseSettings):
@@ -34,6 +36,16 @@ class GatewaySettings(BaseSettings):
         description="How long POST /v1/workflows waits for the result before answering 202 with the "
         "workflow id (the workflow goes on).",
     )
+    speech_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a POST /v1/audio/speech may take in all; its workflow times out then.",
+    )
+    openai_voices: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="OpenAI voice names mapped to voices here, e.g. alloy=default,nova=female_01 "
+        "(or a JSON object); an unmapped OpenAI voice is refused, naming the voices there are.",
+    )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1,
@@ -52,3 +64,20 @@ class GatewaySettings(BaseSettings):
         description="The inference pods' voice-preset file: with it, a request naming an unknown preset "
         "is refused at once, naming the field.",
     )
+
+    @field_validator("openai_voices", mode="before")
+    @classmethod
+    def _voice_pairs(cls, value: Any) -> Any:
+        """``alloy=default,nova=female_01``, or a JSON object."""
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("{"):
+            return json.loads(value)
+        pairs = [pair.strip() for pair in value.split(",") if pair.strip()]
+        mapped: dict[str, str] = {}
+        for pair in pairs:
+            name, sep, voice = pair.partition("=")
+            if not sep or not name.strip() or not voice.strip():
+                raise ValueError(f"{pair!r} is not name=voice; write e.g. alloy=default,nova=female_01")
+            mapped[name.strip()] = voice.strip()
+        return mapped

@@ -76,6 +76,13 @@ class WorkerDirectory:
                 log.warning("skipping an unreadable worker registry entry %s: %s", key, exc)
         return found
 
+    @property
+    def client(self) -> Client:
+        """The gateway's NATS connection (streamed speech is received on it too)."""
+        if self._client is None:
+            raise BackendUnavailableError(UNREACHABLE)
+        return self._client
+
     async def gpu_quota(self) -> GpuQuota | None:
         return await self._quota()
 

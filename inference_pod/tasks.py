@@ -6,6 +6,7 @@ the reference audio, runs the engine, writes the WAV and returns the API's resul
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Literal
@@ -13,8 +14,16 @@ from typing import Literal
 import soundfile
 
 from inference_pod.audio_output import free_bytes, pcm16, preflight, write_failure, write_wav
-from inference_pod.engines.base import Engine, ProgressCallback, SynthesisRequest, model_info
+from inference_pod.engines.base import (
+    Engine,
+    ProgressCallback,
+    SynthesisOutcome,
+    SynthesisRequest,
+    model_info,
+    native_speed,
+)
 from inference_pod.gpu import GpuStatus
+from inference_pod.speech_sender import SpeechSender
 from tts_api.errors import ErrorCode, TTSError, invalid_input
 from tts_api.messages import JobMessage
 from tts_api.outputs import (
@@ -35,6 +44,7 @@ from tts_api.results import (
     VoicePresetList,
 )
 from tts_api.shared_paths import SharedPathError, SharedRoot
+from tts_api.speech_stream import OUTPUT_SAMPLE_RATE
 from voice_library.presets import Presets, preset_list, reference_audio
 
 # Shorter reference audio carries too little voice to condition on.
@@ -97,32 +107,43 @@ def generate_speech(
     *,
     owner: OutputMark,
     folder: str,
+    sender: SpeechSender | None = None,
 ) -> SpeechResult:
-    """Speak ``config.text`` into ``config.output_path``; raise TTSError with the API's error code.
+    """Speak ``config.text`` into ``config.output_path``, or to ``sender``'s stream, or both; raise
+    TTSError with the API's error code.
 
     ``owner`` says which workflow and stage writes (the mark the WAV gets); the output must lie under
     ``folder``. An output this workflow's stage wrote already (an attempt that finished its audio
-    but not its report) is reported as it was, not synthesized again.
+    but not its report) is reported as it was, not synthesized again (a stream is always spoken).
     """
     if engine.state is not ModelState.READY:
         raise TTSError(
             ErrorCode.MODEL_NOT_READY, f"the {engine.name} model is {engine.state.value}; retry later"
         )
-    if config.output_path is None:
+    if config.output_path is None and sender is None:
         raise invalid_input("output_path", "is required for indextts.generate_speech")
-    output, local = _output_location(config.output_path, root, folder)
-    finished = _claim(output, local, owner)
-    if finished is not None:
-        return finished
-    preflight(output, local)
+    written: tuple[str, Path] | None = None
+    if config.output_path is not None:
+        output, local = written = _output_location(config.output_path, root, folder)
+        finished = _claim(output, local, owner)
+        if finished is not None and sender is None:
+            return finished
+        preflight(output, local)
     request = synthesis_request(config, root, presets)
+    if sender is not None:
+        speed = sender.stream.speed
+        request = dataclasses.replace(request, speed=native_speed(engine, speed))
+        sender.tempo = speed / request.speed
     started = time.perf_counter()
-    outcome = engine.synthesize(request, progress)
+    outcome = engine.synthesize(request, progress, sender.audio if sender is not None else None)
+    if sender is not None:
+        sender.finish()
     processing_time = time.perf_counter() - started
     result = SpeechResult(
-        output_path=output,
-        duration=round(outcome.duration, 3),
-        sample_rate=outcome.sample_rate,
+        output_path=written[0] if written else None,
+        # The WAV's figures where one was written (at the engine's own speed), else the stream's.
+        duration=round(outcome.duration / (1.0 if written or sender is None else sender.tempo), 3),
+        sample_rate=outcome.sample_rate if written or sender is None else OUTPUT_SAMPLE_RATE,
         text_length=len(request.text),
         processing_time=round(processing_time, 3),
         model_info=model_info(engine, full=False),
@@ -137,6 +158,19 @@ def generate_speech(
         ),
         warnings=outcome.warnings,
     )
+    if written is not None:
+        _write(written, outcome, result, root, owner)
+    return result
+
+
+def _write(
+    written: tuple[str, Path],
+    outcome: SynthesisOutcome,
+    result: SpeechResult,
+    root: SharedRoot,
+    owner: OutputMark,
+) -> None:
+    output, local = written
     _claim(output, local, owner)  # again: another workflow may have written it meanwhile
     mark = owner.model_copy(update={"result": result.model_dump(mode="json")})
     try:
@@ -147,7 +181,6 @@ def generate_speech(
         found = free_bytes(local)
         needed = len(pcm16(outcome.samples)) + 1024
         raise write_failure(exc.errno, output, found[0] if found else None, needed) from exc
-    return result
 
 
 def output_owner(job: JobMessage) -> OutputMark:

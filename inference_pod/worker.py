@@ -49,6 +49,7 @@ from inference_pod.outcomes import (
 )
 from inference_pod.output_cleanup import handle_deletion
 from inference_pod.settings import WorkerSettings
+from inference_pod.speech_sender import SpeechSender
 from nats_support.jetstream import ensure_jetstream, subscribe_workers
 from nats_support.tasks import cancel_and_wait
 from tts_api.constants import TaskName
@@ -71,6 +72,7 @@ from tts_api.messages import (
 from tts_api.nats_names import (
     CANCEL_SUBJECT,
     WORKERS_CONSUMER,
+    audio_subject,
     event_subject,
     job_subject,
 )
@@ -78,12 +80,15 @@ from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import ResultModel
+from tts_api.speech_stream import AudioChunk
 from voice_library.presets import Presets
 
 log = logging.getLogger(__name__)
 
 # How long a job handed back on shutdown may take to stop before the worker leaves it anyway.
 STOP_WAIT_SECONDS = 5.0
+# How long the engine's thread waits for one audio message to be handed to NATS.
+AUDIO_SEND_SECONDS = 10.0
 # Cancels that arrive before their job: remembered so that the job is dropped when it comes.
 REMEMBERED_CANCELS = 1024
 
@@ -325,7 +330,10 @@ class Worker:
             loop.call_soon_threadsafe(self._progress_changed, hand)
 
         # The slot's own thread: asyncio's shared pool has only cpu_count + 4 threads for all slots.
-        work: asyncio.Future[Any] = loop.run_in_executor(self._task_thread, self._task_sync, job, on_progress)
+        sender = self._speech_sender(job, loop)
+        work: asyncio.Future[Any] = loop.run_in_executor(
+            self._task_thread, self._task_sync, job, on_progress, sender
+        )
         watch = asyncio.create_task(self._watch(hand))
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -362,7 +370,24 @@ class Worker:
         )
         return disposition
 
-    def _task_sync(self, job: JobMessage, on_progress: ProgressCallback) -> ResultModel:
+    def _speech_sender(self, job: JobMessage, loop: asyncio.AbstractEventLoop) -> SpeechSender | None:
+        """For a streamed speech job: what sends its audio, from the engine's thread, in order."""
+        if job.stream is None or job.task is not TaskName.GENERATE_SPEECH:
+            return None
+        subject, client = audio_subject(job.stream.id), self._nc
+        assert client is not None  # noqa: S101 (connected before any job is taken)
+
+        def send(chunk: AudioChunk) -> None:
+            sent = asyncio.run_coroutine_threadsafe(
+                client.publish(subject, chunk.data, headers=chunk.headers()), loop
+            )
+            sent.result(timeout=AUDIO_SEND_SECONDS)
+
+        return SpeechSender(job.stream, job.attempt, send)
+
+    def _task_sync(
+        self, job: JobMessage, on_progress: ProgressCallback, sender: SpeechSender | None = None
+    ) -> ResultModel:
         """The task itself, in a worker thread."""
         if job.task is TaskName.GENERATE_SPEECH:
             assert job.config is not None  # noqa: S101 (checked in _complete)
@@ -374,6 +399,7 @@ class Worker:
                 on_progress,
                 owner=tasks.output_owner(job),
                 folder=self.policy.output_folder(job.workflow.namespace),
+                sender=sender,
             )
             self.metrics.synthesis_seconds.observe(result.processing_time)
             self.metrics.audio_seconds.observe(result.duration)

@@ -20,6 +20,7 @@ from tts_api.constants import TaskName
 from tts_api.errors import ErrorInfo
 from tts_api.policy import ValidationPolicy
 from tts_api.request import IndexTTSConfig
+from tts_api.speech_stream import SpeechStream
 
 MESSAGE_VERSION = 1
 
@@ -66,6 +67,9 @@ class JobMessage(Message):
     task: TaskName
     attempt: int = Field(ge=1)
     config: IndexTTSConfig | None = None
+    stream: SpeechStream | None = Field(
+        default=None, description="Where the speech is streamed as it is synthesized, instead of a WAV."
+    )
     deadline: datetime | None = Field(
         default=None, description="When the operator stops waiting; the worker gives up then."
     )

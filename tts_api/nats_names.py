@@ -20,6 +20,9 @@ OPERATOR_CONSUMER = "tts-operator"
 # Cancels: plain NATS publish; every worker listens and stops the job if it holds it.
 CANCEL_SUBJECT = "tts.cancel"
 
+# Streamed speech: plain NATS publish, worker to gateway, one subject per request (tts.audio.<id>).
+AUDIO_SUBJECT_PREFIX = "tts.audio"
+
 # Worker registry: one key per worker, expiring when the worker stops refreshing it.
 WORKERS_BUCKET = "tts_workers"
 
@@ -33,3 +36,7 @@ def job_subject(task: TaskName) -> str:
 
 def event_subject(workflow_uid: str, kind: str) -> str:
     return f"{EVENTS_SUBJECT_PREFIX}.{workflow_uid}.{kind}"
+
+
+def audio_subject(stream_id: str) -> str:
+    return f"{AUDIO_SUBJECT_PREFIX}.{stream_id}"

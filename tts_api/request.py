@@ -239,7 +239,7 @@ def _output_path(value: str, info: ValidationInfo) -> str:
 
 
 _SPEAKS = "self.workflowChain.exists(t, t == 'indextts.generate_speech')"
-# The API server's copy of _speech_needs_text_and_output below (CEL, camelCase names).
+# The API server's copy of WorkflowConfig._speech_needs_text below (CEL, camelCase names).
 SPEECH_REQUIREMENT_RULES: list[JsonValue] = [
     {
         "rule": f"!{_SPEAKS} || has(self.indexttsConfig)",
@@ -249,9 +249,15 @@ SPEECH_REQUIREMENT_RULES: list[JsonValue] = [
         "rule": f"!{_SPEAKS} || !has(self.indexttsConfig) || has(self.indexttsConfig.text)",
         "message": "indexttsConfig.text is required for indextts.generate_speech",
     },
+]
+# The API server's copy of WorkflowRequest._speech_needs_output: a TTSWorkflow's spec may instead
+# stream its audio (``speechStream``, the OpenAI-compatible route's workflows).
+_SPEC_SPEAKS = _SPEAKS.replace("self.", "self.workflowConfig.")
+SPEC_OUTPUT_RULES: list[JsonValue] = [
     {
-        "rule": f"!{_SPEAKS} || !has(self.indexttsConfig) || has(self.indexttsConfig.outputPath)",
-        "message": "indexttsConfig.outputPath is required for indextts.generate_speech",
+        "rule": f"!{_SPEC_SPEAKS} || !has(self.workflowConfig.indexttsConfig) || "
+        "has(self.workflowConfig.indexttsConfig.outputPath) || has(self.speechStream)",
+        "message": "workflowConfig.indexttsConfig.outputPath is required for indextts.generate_speech",
     },
 ]
 
@@ -280,7 +286,7 @@ class WorkflowConfig(ApiModel):
         return chain
 
     @model_validator(mode="after")
-    def _speech_needs_text_and_output(self) -> WorkflowConfig:
+    def _speech_needs_text(self) -> WorkflowConfig:
         if TaskName.GENERATE_SPEECH not in self.workflow_chain:
             return self
         config = self.indextts_config
@@ -290,8 +296,6 @@ class WorkflowConfig(ApiModel):
             )
         if config.text is None:
             raise _required_here("indextts_config.text", "is required for indextts.generate_speech")
-        if config.output_path is None:
-            raise _required_here("indextts_config.output_path", "is required for indextts.generate_speech")
         return self
 
     @property
@@ -309,3 +313,19 @@ class WorkflowRequest(ApiModel):
         description="Accepted and kept for compatibility with existing workflow API clients; not used.",
     )
     workflow_config: WorkflowConfig
+
+    @property
+    def needs_output_path(self) -> bool:
+        """A speech stage writes its WAV to ``output_path``: required here, optional where the audio
+        is streamed instead (a TTSWorkflow's ``speechStream``)."""
+        return True
+
+    @model_validator(mode="after")
+    def _speech_needs_output(self) -> WorkflowRequest:
+        config = self.workflow_config.indextts_config
+        lacks_output = config is not None and config.output_path is None
+        if self.workflow_config.speaks and lacks_output and self.needs_output_path:
+            raise _required_here(
+                "workflow_config.indextts_config.output_path", "is required for indextts.generate_speech"
+            )
+        return self

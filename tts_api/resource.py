@@ -22,14 +22,18 @@ from tts_api.constants import (
     TaskName,
 )
 from tts_api.errors import ErrorInfo
-from tts_api.request import WorkflowConfig, WorkflowRequest
+from tts_api.request import SPEC_OUTPUT_RULES, WorkflowConfig, WorkflowRequest
 from tts_api.results import SpeechResult
+from tts_api.speech_stream import SpeechStream
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
 
 
 class TTSWorkflowSpec(WorkflowRequest):
-    """``spec``: the workflow API's request, camelCase, plus the workflow's time limits."""
+    """``spec``: the workflow API's request, camelCase, plus the workflow's time limits and, for the
+    OpenAI-compatible route, where its audio is streamed."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": SPEC_OUTPUT_RULES})
 
     timeout_seconds: int | None = Field(
         default=None,
@@ -47,6 +51,16 @@ class TTSWorkflowSpec(WorkflowRequest):
         "operator's default.",
     )
 
+    speech_stream: SpeechStream | None = Field(
+        default=None,
+        description="Stream the speech to a reader on NATS (set by the OpenAI-compatible route) instead "
+        "of writing a WAV; outputPath is then optional.",
+    )
+
+    @property
+    def needs_output_path(self) -> bool:
+        return self.speech_stream is None
+
     @classmethod
     def from_request(
         cls,
@@ -54,6 +68,7 @@ class TTSWorkflowSpec(WorkflowRequest):
         *,
         timeout_seconds: int | None = None,
         ttl_seconds_after_finished: int | None = None,
+        speech_stream: SpeechStream | None = None,
     ) -> TTSWorkflowSpec:
         """The spec for a validated REST request (no second validation: the request was checked)."""
         return cls.model_construct(
@@ -61,6 +76,7 @@ class TTSWorkflowSpec(WorkflowRequest):
             workflow_config=request.workflow_config,
             timeout_seconds=timeout_seconds,
             ttl_seconds_after_finished=ttl_seconds_after_finished,
+            speech_stream=speech_stream,
         )
 
     def to_request(self) -> WorkflowRequest:

@@ -59,7 +59,9 @@ class SpeechParameters(ResultModel):
 class SpeechResult(ResultModel):
     """Output of ``indextts.generate_speech``: the workflow API's response fields."""
 
-    output_path: str
+    output_path: str | None = Field(
+        default=None, description="Where the WAV was written; none for speech streamed to its reader."
+    )
     duration: float = Field(ge=0, description="Seconds of audio written.")
     sample_rate: int = Field(gt=0)
     text_length: int = Field(ge=0, description="Characters of text spoken.")

@@ -178,6 +178,11 @@ async def workflow_audio(workflow_id: WorkflowId, opened: Opened, policy: Policy
             f"workflow {workflow_id} has no audio (it is {state}; audio exists once "
             "indextts.generate_speech has succeeded)",
         )
+    if result.output_path is None:
+        raise TTSError(
+            ErrorCode.INVALID_INPUT,
+            f"workflow {workflow_id} kept no audio file: its speech was streamed to the client that asked",
+        )
     root = policy.shared_root
     if not root.is_mounted():
         raise TTSError(

@@ -16,6 +16,9 @@ from tts_api.results import Capabilities, ModelInfo
 # Called by an engine after each segment with (segments done, segments total). The worker's callback
 # raises :class:`JobCancelledError` when the job was cancelled, which stops the engine between segments.
 ProgressCallback = Callable[[int, int], None]
+# Called by an engine with each piece of audio as it is made, in order, with its sample rate (the
+# pieces together are the outcome's samples), so that a streamed request hears it at once.
+AudioCallback = Callable[["npt.NDArray[np.int16]", int], None]
 
 
 class JobCancelledError(Exception):
@@ -34,6 +37,7 @@ class SynthesisRequest:
     emotion_text: str | None = None
     use_random: bool = False
     max_text_tokens_per_segment: int = 120
+    speed: float = 1.0  # within the engine's native_speeds (the worker changes the tempo of the rest)
 
 
 @dataclass
@@ -64,6 +68,8 @@ class Engine(Protocol):
     """Load once; then synthesize many times, one call at a time."""
 
     name: str
+    # The speeds the engine makes itself (its own rate or duration control); (1.0, 1.0) for none.
+    native_speeds: tuple[float, float]
 
     @property
     def state(self) -> ModelState: ...
@@ -74,8 +80,11 @@ class Engine(Protocol):
     def load(self) -> None:
         """Load the model; sets ``state`` to ready, or to error and raises."""
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
-        """Speak ``request``; raise :class:`tts_api.errors.TTSError` with the API's error code on failure."""
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
+        """Speak ``request``; raise :class:`tts_api.errors.TTSError` with the API's error code on failure.
+        ``audio``, when given, receives each piece as soon as it is made."""
         ...
 
 
@@ -94,3 +103,9 @@ def model_info(engine: Engine, *, full: bool) -> ModelInfo:
             }
         )
     return info
+
+
+def native_speed(engine: Engine, speed: float) -> float:
+    """The part of ``speed`` the engine makes itself; the worker changes the tempo by the rest."""
+    low, high = engine.native_speeds
+    return min(max(speed, low), high)

@@ -8,6 +8,7 @@ audio still gets speech, and a warning saying so.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from inference_pod.engines.base import (
+    AudioCallback,
     EngineDescription,
     ProgressCallback,
     SynthesisOutcome,
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 # espeak_AUDIO_OUTPUT, espeak_PARAMETER, espeak_POSITION_TYPE and flags from speak_lib.h.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+# The words a minute espeak-ng speaks at (espeakRATE_MINIMUM, espeakRATE_MAXIMUM).
+MIN_RATE, MAX_RATE = 80, 450
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
@@ -123,6 +127,8 @@ class EspeakEngine:
     """The default engine where no IndexTTS2 checkpoint is mounted."""
 
     name = "espeak"
+    # espeak-ng's own rate, from about 80 to 450 words a minute around its usual 175.
+    native_speeds = (0.5, 2.5)
 
     def __init__(self) -> None:
         self._state = ModelState.LOADING
@@ -159,7 +165,9 @@ class EspeakEngine:
             raise
         self._state = ModelState.READY
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
         library = self._library
         if library is None or self._state is not ModelState.READY:
             raise TTSError(ErrorCode.MODEL_NOT_READY, "the espeak engine is not loaded yet; retry shortly")
@@ -181,7 +189,10 @@ class EspeakEngine:
         if request.use_random:
             warnings.append("use_random has no effect on the espeak engine (it is deterministic)")
         prosody = prosody_for(vector, request.emotion_alpha)
-        segments = split_segments(request.text, request.max_text_tokens_per_segment)
+        if request.speed != 1.0:
+            rate = round(prosody.rate * request.speed)
+            prosody = dataclasses.replace(prosody, rate=min(max(rate, MIN_RATE), MAX_RATE))
+        segments = split_segments(request.text, request.max_text_tokens_per_segment, pack=audio is None)
         if not segments:
             raise TTSError(
                 ErrorCode.INVALID_INPUT, "text: has nothing to speak; give words, not only punctuation"
@@ -191,12 +202,13 @@ class EspeakEngine:
         progress(0, len(segments))
         for done, segment in enumerate(segments, start=1):
             try:
-                audio = library.speak(segment, voice_for(segment), prosody)
+                spoken = library.speak(segment, voice_for(segment), prosody)
             except RuntimeError as exc:
                 raise TTSError(ErrorCode.PROCESSING_ERROR, f"espeak-ng failed: {exc}") from exc
-            if pieces:
-                pieces.append(pause)
-            pieces.append(audio)
+            for piece in (pause, spoken) if pieces else (spoken,):
+                pieces.append(piece)
+                if audio is not None:
+                    audio(piece, library.sample_rate)
             progress(done, len(segments))
         return SynthesisOutcome(
             samples=np.concatenate(pieces), sample_rate=library.sample_rate, warnings=warnings

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from inference_pod.engines.base import (
+    AudioCallback,
     EngineDescription,
     JobCancelledError,
     ProgressCallback,
@@ -124,6 +126,7 @@ def _use_grammar_cache(folder: Path) -> None:
 
 class IndexTTS2Engine:
     name = "indextts2"
+    native_speeds = (1.0, 1.0)  # no speed or duration control in its inference code
 
     def __init__(
         self,
@@ -298,7 +301,9 @@ class IndexTTS2Engine:
         tokenizer = self.model.tokenizer
         return max(1, len(tokenizer.split_segments(tokenizer.tokenize(text), max_tokens)))
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
         if self._state is not ModelState.READY or self.model is None:
             raise TTSError(
                 ErrorCode.MODEL_NOT_READY, f"the IndexTTS2 model is {self._state.value}; retry later"
@@ -315,7 +320,7 @@ class IndexTTS2Engine:
             warnings.append("emotion_reference was not used: emotion_vector or emotion_text takes precedence")
         with self._lock:
             try:
-                samples = self._infer(infer_arguments(request, speaker), request, progress)
+                samples = self._infer(infer_arguments(request, speaker), request, progress, audio)
             except JobCancelledError:
                 raise
             except Exception as exc:
@@ -332,25 +337,42 @@ class IndexTTS2Engine:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _infer(self, arguments: dict[str, Any], request: SynthesisRequest, progress: ProgressCallback) -> Any:
-        import torch
-
+    def _infer(
+        self,
+        arguments: dict[str, Any],
+        request: SynthesisRequest,
+        progress: ProgressCallback,
+        audio: AudioCallback | None,
+    ) -> Any:
         total = self.segment_count(request.text, request.max_text_tokens_per_segment)
         progress(0, total)
-        pieces: list[Any] = []
+        pieces: list[npt.NDArray[np.int16]] = []
         stream = self.model.infer(**arguments, stream_return=True, **self.generation)
         try:
-            # The stream yields each segment's audio, then the silence that follows it.
+            # The stream yields each segment's audio, then the silence that follows it; a silence is
+            # passed on only once another segment follows it.
             for index, piece in enumerate(stream):
-                pieces.append(piece)
-                if index % 2 == 0:
-                    progress(min(index // 2 + 1, total), total)
+                if index % 2 == 1:
+                    pieces.append(pcm16(piece))
+                    continue
+                if pieces and audio is not None:
+                    audio(pieces[-1], SAMPLE_RATE)
+                pieces.append(pcm16(piece))
+                if audio is not None:
+                    audio(pieces[-1], SAMPLE_RATE)
+                progress(min(index // 2 + 1, total), total)
         finally:
             stream.close()
         if len(pieces) % 2 == 0 and pieces:
             pieces.pop()  # the silence after the last segment
         if not pieces:
             raise TTSError(ErrorCode.PROCESSING_ERROR, "IndexTTS2 produced no audio for this text")
-        wav = torch.cat(pieces, dim=1).float()
-        samples = (wav * 32767).clamp(-32767, 32767).to(torch.int16).numpy().reshape(-1)
-        return np.ascontiguousarray(samples, dtype=np.int16)
+        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.int16)
+
+
+def pcm16(piece: Any) -> npt.NDArray[np.int16]:
+    """A (1, n) float tensor in [-1, 1] from the model, as 16-bit samples."""
+    import torch
+
+    samples: npt.NDArray[np.int16] = (piece.float() * 32767).clamp(-32767, 32767).to(torch.int16).numpy()
+    return samples.reshape(-1)

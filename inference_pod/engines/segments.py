@@ -42,8 +42,10 @@ def _pack(units: list[str], max_tokens: int) -> list[str]:
     return segments
 
 
-def split_segments(text: str, max_tokens: int) -> list[str]:
-    """Segments, in order, none over ``max_tokens`` tokens; blank pieces dropped."""
+def split_segments(text: str, max_tokens: int, *, pack: bool = True) -> list[str]:
+    """Segments, in order, none over ``max_tokens`` tokens; blank pieces dropped. ``pack``: short
+    sentences share a segment up to ``max_tokens``; without it each sentence is its own (streamed
+    speech: the first sentence is heard as soon as it is spoken)."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     units: list[str] = []
@@ -53,4 +55,5 @@ def split_segments(text: str, max_tokens: int) -> list[str]:
             continue
         for clause in _CLAUSE_END.split(sentence):
             units.extend([clause] if count_tokens(clause) <= max_tokens else _hard_split(clause, max_tokens))
-    return [segment.strip() for segment in _pack(units, max_tokens) if segment.strip()]
+    packed = _pack(units, max_tokens) if pack else units
+    return [segment.strip() for segment in packed if segment.strip()]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import numpy.typing as npt
 
 from inference_pod.engines.base import (
+    AudioCallback,
     EngineDescription,
     ProgressCallback,
     SynthesisOutcome,
@@ -27,6 +29,7 @@ TONE_HZ = 440.0
 
 class SyntheticEngine:
     name = "synthetic"
+    native_speeds = (1.0, 1.0)
 
     def __init__(self, delay_seconds: float = 0.5) -> None:
         self.delay_seconds = delay_seconds
@@ -48,15 +51,22 @@ class SyntheticEngine:
     def load(self) -> None:
         self._state = ModelState.READY
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
-        segments = split_segments(request.text, request.max_text_tokens_per_segment) or [request.text]
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
+        segments = split_segments(request.text, request.max_text_tokens_per_segment, pack=audio is None) or [
+            request.text
+        ]
+        count = int(SECONDS_PER_SEGMENT * SAMPLE_RATE)
+        pieces: list[npt.NDArray[np.int16]] = []
         progress(0, len(segments))
         for done in range(1, len(segments) + 1):
             time.sleep(self.delay_seconds / len(segments))
+            start = (done - 1) * count
+            tone = 0.2 * np.sin(2 * np.pi * TONE_HZ * np.arange(start, start + count) / SAMPLE_RATE)
+            pieces.append((tone * 32767).astype(np.int16))
+            if audio is not None:
+                audio(pieces[-1], SAMPLE_RATE)
             progress(done, len(segments))
-        count = int(SECONDS_PER_SEGMENT * SAMPLE_RATE * len(segments))
-        tone = 0.2 * np.sin(2 * np.pi * TONE_HZ * np.arange(count) / SAMPLE_RATE)
         warnings = ["the synthetic engine emits a tone, not speech"]
-        return SynthesisOutcome(
-            samples=(tone * 32767).astype(np.int16), sample_rate=SAMPLE_RATE, warnings=warnings
-        )
+        return SynthesisOutcome(samples=np.concatenate(pieces), sample_rate=SAMPLE_RATE, warnings=warnings)

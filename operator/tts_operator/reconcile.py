@@ -780,6 +780,7 @@ def _job(
         task=task,
         attempt=attempt,
         config=spec.workflow_config.indextts_config,
+        stream=spec.speech_stream if task is TaskName.GENERATE_SPEECH else None,
         deadline=_deadline(spec, status, limits),
         # Fixed by the status, not the clock, so that a re-published job is byte-for-byte the same.
         dispatched_at=status.accepted_at or status.updated_at,

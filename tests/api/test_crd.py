@@ -16,7 +16,7 @@ from tts_api import crd
 from tts_api.constants import API_GROUP_VERSION, KIND, SHORT_NAME
 from tts_api.errors import TTSError
 from tts_api.policy import ValidationPolicy
-from tts_api.request import WAV_PATH_OR_PRESET_PATTERN, WAV_PATH_PATTERN
+from tts_api.request import SPEC_OUTPUT_RULES, WAV_PATH_OR_PRESET_PATTERN, WAV_PATH_PATTERN
 from tts_api.shared_paths import SharedPathError, SharedRoot
 from tts_api.validation import parse_spec
 
@@ -140,6 +140,8 @@ def _chain(*tasks: str) -> Any:
     return change
 
 
+STREAM_ID = "0123456789abcdef0123"
+
 # (case, manifest, the field both the API server and the gateway must name)
 REJECTED: list[tuple[str, dict[str, Any], str]] = [
     ("missing text", edited(manifest(), _drop_text), "spec.workflowConfig.indexttsConfig.text"),
@@ -177,6 +179,21 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
         "spec.workflowConfig.indexttsConfig.maxTextTokensPerSegment",
     ),
     ("useRandom a string", manifest(useRandom="yes"), "spec.workflowConfig.indexttsConfig.useRandom"),
+    (
+        "stream speed 5",
+        {**manifest(), "spec": {**manifest()["spec"], "speechStream": {"id": STREAM_ID, "speed": 5.0}}},
+        "spec.speechStream.speed",
+    ),
+    (
+        "stream id with a dot",
+        {**manifest(), "spec": {**manifest()["spec"], "speechStream": {"id": "a.b" + STREAM_ID}}},
+        "spec.speechStream.id",
+    ),
+    (
+        "stream format ogg",
+        {**manifest(), "spec": {**manifest()["spec"], "speechStream": {"id": STREAM_ID, "format": "ogg"}}},
+        "spec.speechStream.format",
+    ),
     (
         "timeout of 0",
         {**manifest(), "spec": {**manifest()["spec"], "timeoutSeconds": 0}},
@@ -217,6 +234,19 @@ def test_api_server_accepts_chains_without_speech(chain: list[str], schema: dict
         "spec": {"workflowConfig": {"workflowChain": chain}},
     }
     assert schema_errors(schema, body) == []
+
+
+def test_a_streamed_spec_needs_no_output_path(
+    schema: dict[str, Any], unmounted_policy: ValidationPolicy
+) -> None:
+    body = edited(manifest(), _drop_output)
+    body["spec"]["speechStream"] = {"id": STREAM_ID, "format": "opus", "speed": 1.5}
+    assert schema_errors(schema, body) == []
+    spec = parse_spec(body["spec"], policy=unmounted_policy)
+    assert spec.speech_stream is not None
+    assert (spec.speech_stream.format, spec.speech_stream.speed) == ("opus", 1.5)
+    assert spec.workflow_config.indextts_config is not None
+    assert spec.workflow_config.indextts_config.output_path is None
 
 
 def test_api_server_accepts_a_full_manifest(schema: dict[str, Any]) -> None:
@@ -288,9 +318,10 @@ def test_the_spec_carries_the_immutability_rule_and_nothing_else_does(schema: di
         "message": "spec is immutable once created: create a new TTSWorkflow instead",
     }
     assert rule == crd.SPEC_IMMUTABLE_RULE
-    assert schema["properties"]["spec"]["x-kubernetes-validations"] == [rule]
+    # Beside it, the spec's own requirement (an output path, unless the speech is streamed).
+    assert schema["properties"]["spec"]["x-kubernetes-validations"] == [*SPEC_OUTPUT_RULES, rule]
     built = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    assert built["properties"]["spec"]["x-kubernetes-validations"] == [rule]
+    assert built["properties"]["spec"]["x-kubernetes-validations"] == [*SPEC_OUTPUT_RULES, rule]
     # Not on the object nor on status: the operator's writes (status, finalizers) must never meet it.
     assert "x-kubernetes-validations" not in schema
     assert "oldSelf" not in yaml.safe_dump(schema["properties"]["status"])

@@ -355,3 +355,17 @@ def test_the_gateway_knows_the_preset_names_the_workers_have(helm: Helm) -> None
         pod["metadata"]["annotations"]["checksum/voice-presets"]
         == (worker_pod["metadata"]["annotations"]["checksum/voice-presets"])
     )
+
+
+def test_the_charts_openai_voices_reach_the_gateways_settings(
+    helm: Helm, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = tmp_path / "voices.yaml"
+    values.write_text("gateway:\n  openaiVoices:\n    alloy: default\n    nova: female_01\n  speechTimeoutSeconds: 90\n")
+    env = env_of(container_of(helm.template(values=[values]), "gateway"))
+    for name in ("TTS_GATEWAY_OPENAI_VOICES", "TTS_GATEWAY_SPEECH_TIMEOUT_SECONDS"):
+        monkeypatch.setenv(name, env[name])
+    settings = GatewaySettings()
+    assert settings.openai_voices == {"alloy": "default", "nova": "female_01"}
+    assert settings.speech_timeout_seconds == 90
+    assert "TTS_GATEWAY_OPENAI_VOICES" not in env_of(container_of(helm.template(), "gateway"))

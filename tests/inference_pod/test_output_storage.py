@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from inference_pod.audio_output import write_failure, write_wav
-from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
+from inference_pod.engines.base import AudioCallback, ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 from inference_pod.outcomes import FinalError, after_failure
 from inference_pod.output_cleanup import delete_output
@@ -42,9 +42,11 @@ class CountingEngine(SyntheticEngine):
         super().__init__(delay_seconds=0)
         self.syntheses = 0
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
         self.syntheses += 1
-        return super().synthesize(request, progress)
+        return super().synthesize(request, progress, audio)
 
 
 def output_folder(share: Path) -> Path:

@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
+from inference_pod.engines.base import AudioCallback, ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 from nats_support.jetstream import subscribe_workers
 from tests.inference_pod.conftest import Bus, WorkerStarter, speech_job
@@ -29,11 +29,13 @@ class FailingEngine(SyntheticEngine):
         self.failures = failures
         self.calls = 0
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
         self.calls += 1
         if self.calls <= self.failures:
             raise TTSError(ErrorCode.INSUFFICIENT_MEMORY, "CUDA out of memory")
-        return super().synthesize(request, progress)
+        return super().synthesize(request, progress, audio)
 
 
 async def queue_is_empty(bus: Bus) -> bool:

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from inference_pod import __main__ as worker_main
-from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
+from inference_pod.engines.base import AudioCallback, ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 
 POISON = "poison pill"
@@ -21,11 +21,14 @@ _synthesize = SyntheticEngine.synthesize
 
 
 def _synthesize_or_die(
-    self: SyntheticEngine, request: SynthesisRequest, progress: ProgressCallback
+    self: SyntheticEngine,
+    request: SynthesisRequest,
+    progress: ProgressCallback,
+    audio: AudioCallback | None = None,
 ) -> SynthesisOutcome:
     if POISON in request.text:
         os.kill(os.getpid(), signal.SIGKILL)
-    return _synthesize(self, request, progress)
+    return _synthesize(self, request, progress, audio)
 
 
 SyntheticEngine.synthesize = _synthesize_or_die  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from inference_pod.engines.base import ProgressCallback, SynthesisOutcome, SynthesisRequest
+from inference_pod.engines.base import AudioCallback, ProgressCallback, SynthesisOutcome, SynthesisRequest
 from inference_pod.engines.synthetic import SyntheticEngine
 from inference_pod.worker import Worker
 from nats_support.jetstream import ensure_jetstream, subscribe_workers
@@ -46,11 +46,13 @@ class FailingEngine(SyntheticEngine):
         self.code = code
         self.calls = 0
 
-    def synthesize(self, request: SynthesisRequest, progress: ProgressCallback) -> SynthesisOutcome:
+    def synthesize(
+        self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
+    ) -> SynthesisOutcome:
         self.calls += 1
         if self.calls <= self.failures:
             raise TTSError(self.code, f"{self.code.value} on call {self.calls}")
-        return super().synthesize(request, progress)
+        return super().synthesize(request, progress, audio)
 
 
 @dataclass
