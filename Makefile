@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # The speech engine's heavy dependencies (torch, indextts2-inference), installed once per pyproject.
 ENGINE_STAMP := $(VENV)/.engine-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: test lint typecheck unit crd dev clean engine-deps kube-assets
+.PHONY: test lint typecheck unit crd dev clean engine-deps kube-assets browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,17 @@ lint: $(STAMP)
 typecheck: $(ENGINE_STAMP)
 	$(BIN)/mypy
 
-unit: $(ENGINE_STAMP) kube-assets
+unit: $(ENGINE_STAMP) kube-assets browser
 	$(BIN)/pytest
+
+# Debian's chromium and its driver, for the playground page's test in a real browser
+# (tests/openai/test_playground.py); installed once with apt-get (as root, or through sudo).
+ROOT := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+		$(ROOT) apt-get update -qq && \
+		$(ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; }
 
 # A real Kubernetes control plane for tests/kube and tests/integration (etcd, kube-apiserver,
 # kube-controller-manager, kubectl): built once from Debian's source package (a few minutes), cached

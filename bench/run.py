@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import baseline_celery, control_plane, engine, growth, memory, overhead, scaling
+from bench import baseline_celery, control_plane, engine, growth, memory, overhead, scaling, speech
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results.json"
@@ -49,6 +49,10 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("growth_rss_mb_round1", "(local stack, after 30 s of 100 clients)"),
     ("growth_rss_mb_round3", "(after 90 s) level with round 1"),
     ("growth_statistics_ms_round3", "(over every record kept)"),
+    ("ttfa_ms_p50", "(three sentences, espeak) before the second segment: < speech_whole/3"),
+    ("ttfa_ms_p99", ""),
+    ("speech_whole_ms_p50", ""),
+    ("speech_whole_ms_p99", ""),
     ("k8s_api_requests_per_workflow", ""),
     ("k8s_api_writes_per_workflow", ""),
     ("k8s_api_deletion_writes_per_workflow", ""),
@@ -78,7 +82,7 @@ def machine() -> dict[str, float | str]:
     }
 
 
-PARTS = ("overhead", "baseline", "scaling", "engine", "memory", "growth", "control-plane")
+PARTS = ("overhead", "baseline", "scaling", "engine", "memory", "growth", "speech", "control-plane")
 
 
 def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = PARTS) -> dict[str, float]:
@@ -134,6 +138,12 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
                 round_seconds=2.0 if quick else 30.0,
                 clients=4 if quick else 100,
                 idle_seconds=0.5 if quick else 10.0,
+            ),
+        ),
+        "speech": (
+            "time to first audio on /v1/audio/speech (espeak, local mode)",
+            lambda: speech.measure(
+                work_dir / "speech", requests=5 if quick else 60, warmup=1 if quick else 5
             ),
         ),
         "control-plane": (

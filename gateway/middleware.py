@@ -16,13 +16,15 @@ from gateway.error_bodies import tts_error_json
 from gateway.metrics import REQUEST_SECONDS, REQUESTS
 from gateway.openai_errors import openai_error_json, speaks_openai
 
-UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
+# Liveness, and the playground page (it holds no secret; its requests carry the key).
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/", "/playground"})
 
 CallNext = Callable[[Request], Awaitable[Response]]
 
 
 async def require_key(request: Request, call_next: CallNext) -> Response:
-    """Every path but liveness, the OpenAPI pages included, needs the key when one is set."""
+    """Every path but liveness and the playground page, the OpenAPI pages included, needs the key
+    when one is set."""
     api_key = settings_of(request.app).api_key
     configured_key = api_key.get_secret_value() if api_key else None
     if request.url.path in UNAUTHENTICATED_PATHS or key_accepted(

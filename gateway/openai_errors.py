@@ -6,6 +6,7 @@ own."""
 from __future__ import annotations
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from tts_api.errors import ErrorCode
 
@@ -15,6 +16,19 @@ OPENAI_PATH_PREFIXES = ("/v1/audio/", "/v1/models")
 def speaks_openai(path: str) -> bool:
     """True for the paths of the OpenAI-compatible routes."""
     return path.startswith(OPENAI_PATH_PREFIXES) or path == "/v1/audio"
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error body (documented in the OpenAPI document for the OpenAI-compatible routes)."""
+
+    error: OpenAIErrorDetail
 
 
 class OpenAIError(Exception):

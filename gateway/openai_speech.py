@@ -64,6 +64,13 @@ class SpeechRequest(BaseModel):
         return self.voice if isinstance(self.voice, str) else self.voice.id
 
 
+def speech_request_body() -> dict[str, Any]:
+    """``openapi_extra`` for ``POST /v1/audio/speech``: the body is read by the route itself (so that
+    every refusal is OpenAI's error body), and described here (the schema among the components)."""
+    schema = {"$ref": f"#/components/schemas/{SpeechRequest.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def read_speech_request(body: Any) -> SpeechRequest:
     if not isinstance(body, dict):
         raise OpenAIError(400, "the request body must be a JSON object with model, input and voice")

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from gateway.openai_speech import SpeechRequest
 from gateway.responses import ErrorResponse
 from tts_api.request import WorkflowRequest
 
@@ -59,10 +60,14 @@ def request_body() -> dict[str, Any]:
 
 
 def request_schemas() -> dict[str, Any]:
-    """The request model and the models it uses, as components, snake_case."""
-    schema = WorkflowRequest.model_json_schema(by_alias=False, ref_template=COMPONENTS)
-    definitions: dict[str, Any] = schema.pop("$defs", {})
-    return {**definitions, REQUEST_BODY_NAME: schema}
+    """The request models (the workflow API's, snake_case, and the speech request's) and the models
+    they use, as components."""
+    schemas: dict[str, Any] = {}
+    for model in (WorkflowRequest, SpeechRequest):
+        schema = model.model_json_schema(by_alias=False, ref_template=COMPONENTS)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
 
 
 def without_422(document: dict[str, Any]) -> dict[str, Any]:

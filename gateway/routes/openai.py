@@ -13,49 +13,94 @@ import base64
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
 from gateway.app_state import Opened, Policy, Settings
 from gateway.backend import WorkflowBackend
 from gateway.client_json import parse_client_json
-from gateway.openai_errors import OpenAIError
-from gateway.openai_speech import read_speech_request, speech_spec
+from gateway.openai_errors import OpenAIError, OpenAIErrorBody
+from gateway.openai_speech import SPEECH_FIELDS, read_speech_request, speech_request_body, speech_spec
 from gateway.routes.workflows import finished, new_workflow_name
 from gateway.served_models import check_model, served_models
 from gateway.speech_relay import BrokenStreamError, SpeechRelay, relay
 from tts_api.constants import Phase
 from tts_api.errors import ErrorCode
 from tts_api.resource import TTSWorkflow
-from tts_api.speech_stream import AudioChunk
+from tts_api.speech_stream import AudioChunk, AudioFormat
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+# Past the workflow's own time limit, how long the gateway waits for the operator to say it failed.
+WAIT_GRACE_SECONDS = 5.0
 # After the workflow succeeded, how long the rest of its audio may take to arrive.
 DRAIN_SECONDS = 5.0
 # Deletions of abandoned workflows, kept until they are done (a cancelled response cannot await them).
 _cleanups: set[asyncio.Task[None]] = set()
 
+
+def failure(description: str) -> dict[str, Any]:
+    return {"model": OpenAIErrorBody, "description": description}
+
+
+# What every OpenAI-compatible route may answer, in OpenAI's error body.
+EVERY_FAILURE: dict[int | str, dict[str, Any]] = {
+    401: failure("invalid_api_key: the API key is missing or wrong (when one is set)"),
+    408: failure("the request body did not arrive within TTS_GATEWAY_BODY_TIMEOUT_SECONDS"),
+    413: failure("the request body is larger than TTS_GATEWAY_MAX_BODY_BYTES"),
+    500: failure("the synthesis failed, or an unexpected error (the gateway's log has the details)"),
+    503: failure("no model ready, no GPU or its memory, NATS or the workflow store unavailable"),
+}
+AUDIO = {"schema": {"type": "string", "format": "binary"}}
 SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The audio, streamed as it is made (or server-sent events with stream_format=sse)."},
-    400: {"description": "A field is missing or wrong; OpenAI's error body names it in param."},
-    401: {"description": "Missing or wrong API key."},
-    404: {"description": "The model is not served here."},
-    503: {"description": "No worker can take it now, or the workflow store is unavailable."},
+    200: {
+        "description": "The audio, streamed as it is made; server-sent events with stream_format=sse.",
+        "content": {**{f.content_type: AUDIO for f in AudioFormat}, "text/event-stream": AUDIO},
+    },
+    400: failure("a field is missing or wrong; param names it"),
+    404: failure("model_not_found: the model is not served here"),
+    409: failure("cancelled: the workflow was deleted before its speech was made"),
+    502: failure("stream_broken: the audio stream broke"),
+    504: failure("task_timeout: not finished within TTS_GATEWAY_SPEECH_TIMEOUT_SECONDS"),
+    **EVERY_FAILURE,
 }
 
 
-@router.post("/v1/audio/speech", summary="Speech from text (OpenAI-compatible)", responses=SPEECH_RESPONSES)
+class ModelEntry(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    ready: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
+
+
+@router.post(
+    "/v1/audio/speech",
+    summary="Speech from text (OpenAI-compatible)",
+    response_class=StreamingResponse,
+    responses=SPEECH_RESPONSES,
+    openapi_extra=speech_request_body(),
+)
 async def create_speech(request: Request, opened: Opened, settings: Settings, policy: Policy) -> Response:
     speech = read_speech_request(parse_client_json(await request.body()))
     directory = opened.directory()
     check_model(speech.model, served_models(await directory.entries()))
     spec = speech_spec(
-        speech, policy, settings.openai_voices, timeout_seconds=round(settings.speech_timeout_seconds)
+        speech,
+        policy,
+        settings.openai_voices,
+        timeout_seconds=max(1, math.ceil(settings.speech_timeout_seconds)),
     )
     assert spec.speech_stream is not None  # noqa: S101 (speech_spec sets it)
     backend = opened.backend()
@@ -68,7 +113,9 @@ async def create_speech(request: Request, opened: Opened, settings: Settings, po
         log.info(
             "speech workflow %s created (%s, %d characters)", name, speech.response_format, len(speech.input)
         )
-        outcome = asyncio.create_task(backend.wait(name, finished, settings.speech_timeout_seconds + 30))
+        outcome = asyncio.create_task(
+            backend.wait(name, finished, settings.speech_timeout_seconds + WAIT_GRACE_SECONDS)
+        )
         stack.callback(outcome.cancel)
         first = await _next(audio, outcome)
         if not isinstance(first, AudioChunk):
@@ -190,7 +237,14 @@ def _failure(workflow: TTSWorkflow | None, name: str) -> OpenAIError:
         return OpenAIError(409, f"workflow {name} was deleted before its speech was made", code="cancelled")
     error = workflow.status.error
     if workflow.status.phase.finished and error is not None:
-        return OpenAIError(error.code.http_status, error.message, code=error.code.value.lower())
+        # A worker names the synthesis's field at fault first ("reference_audio: ..."): the request's.
+        field = error.message.split(":", 1)[0].strip()
+        return OpenAIError(
+            error.code.http_status,
+            error.message,
+            param=SPEECH_FIELDS.get(field),
+            code=error.code.value.lower(),
+        )
     if not workflow.status.phase.finished:
         return OpenAIError(
             504,
@@ -220,17 +274,17 @@ def _clean_up(
     task.add_done_callback(_cleanups.discard)
 
 
-@router.get("/v1/models", summary="The models served here (OpenAI-compatible)")
-async def list_models(opened: Opened) -> JSONResponse:
+@router.get(
+    "/v1/models",
+    summary="The models served here (OpenAI-compatible)",
+    response_model=ModelList,
+    responses=EVERY_FAILURE,
+)
+async def list_models(opened: Opened) -> ModelList:
     models = served_models(await opened.directory().entries())
-    data = [
-        {
-            "id": model,
-            "object": "model",
-            "created": state.created,
-            "owned_by": "indextts-k8s",
-            "ready": state.ready,
-        }
-        for model, state in sorted(models.items())
-    ]
-    return JSONResponse({"object": "list", "data": data})
+    return ModelList(
+        data=[
+            ModelEntry(id=model, created=state.created, owned_by="indextts-k8s", ready=state.ready)
+            for model, state in sorted(models.items())
+        ]
+    )

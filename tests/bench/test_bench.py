@@ -35,6 +35,10 @@ HEADLINE_KEYS = {
     "growth_rss_mb_round1",
     "growth_rss_mb_round3",
     "growth_statistics_ms_round3",
+    "ttfa_ms_p50",
+    "ttfa_ms_p99",
+    "speech_whole_ms_p50",
+    "speech_whole_ms_p99",
     "k8s_api_requests_per_workflow",
     "k8s_api_writes_per_workflow",
     "k8s_api_deletion_writes_per_workflow",
@@ -57,6 +61,7 @@ REQUIRED = {
     "engine": ["engine_wrapper_overhead_pct", "speaker_cache_speedup", "model_load_s", "espeak_rtf"],
     "memory": [],
     "growth": ["growth_rss_mb_round1", "growth_rss_mb_round3", "growth_statistics_ms_round3"],
+    "speech": ["ttfa_ms_p50", "ttfa_ms_p99", "speech_whole_ms_p50", "speech_whole_ms_p99"],
     "control-plane": [
         "k8s_api_requests_per_workflow",
         "k8s_api_writes_per_workflow",
@@ -107,6 +112,11 @@ def test_the_growth_part_counts_every_record_it_made(tmp_path: Path) -> None:
     results = run_parts(tmp_path, ["growth"])
     assert results["growth_records_round3"] > results["growth_records_round1"] > 0
     assert results["growth_statistics_tasks_round3"] == results["growth_records_round3"]
+
+
+def test_the_speech_part_times_the_first_audio_before_the_whole(tmp_path: Path) -> None:
+    results = run_parts(tmp_path, ["speech"])
+    assert 0 < results["ttfa_ms_p50"] <= results["speech_whole_ms_p50"]
 
 
 @pytest.mark.skipif(

@@ -361,7 +361,9 @@ def test_the_charts_openai_voices_reach_the_gateways_settings(
     helm: Helm, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     values = tmp_path / "voices.yaml"
-    values.write_text("gateway:\n  openaiVoices:\n    alloy: default\n    nova: female_01\n  speechTimeoutSeconds: 90\n")
+    values.write_text(
+        "gateway:\n  openaiVoices:\n    alloy: default\n    nova: female_01\n  speechTimeoutSeconds: 90\n"
+    )
     env = env_of(container_of(helm.template(values=[values]), "gateway"))
     for name in ("TTS_GATEWAY_OPENAI_VOICES", "TTS_GATEWAY_SPEECH_TIMEOUT_SECONDS"):
         monkeypatch.setenv(name, env[name])

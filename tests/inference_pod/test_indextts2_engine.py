@@ -174,6 +174,28 @@ def test_progress_is_reported_per_segment_and_a_cancel_stops_between_segments(
         )
 
 
+def test_each_segment_is_handed_on_as_it_is_made_and_the_pieces_are_the_whole(
+    engine: IndexTTS2Engine, voices: dict[str, Path]
+) -> None:
+    events: list[tuple[str, int]] = []
+    pieces: list[np.ndarray] = []
+
+    def audio(samples: np.ndarray, rate: int) -> None:
+        assert rate == 22_050
+        pieces.append(samples)
+        events.append(("audio", len(samples)))
+
+    outcome = engine.synthesize(
+        SynthesisRequest(text=TEXT, reference_audio=voices["a"], max_text_tokens_per_segment=20),
+        lambda done, total: events.append(("progress", done)),
+        audio,
+    )
+    assert np.array_equal(np.concatenate(pieces), outcome.samples)
+    # Each segment's audio comes before its progress, the first before the second segment is made.
+    first_audio = events.index(("audio", len(pieces[0])))
+    assert first_audio < events.index(("progress", 1)) < events.index(("progress", 2))
+
+
 @pytest.mark.parametrize(
     ("reference", "code", "words"),
     [

@@ -340,3 +340,29 @@ def _processes() -> list[str]:
 
     listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)  # noqa: S607
     return listing.stdout.splitlines()
+
+
+def readme_command(starting: str) -> str:
+    """The README's shell command that starts with ``starting`` (continued lines joined)."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    joined = text.replace("\\\n", " ")
+    return next(line.strip() for line in joined.splitlines() if line.strip().startswith(starting))
+
+
+def test_the_readmes_openai_speech_command_gives_an_mp3(tmp_path: Path) -> None:
+    """On a stack as `make dev` starts it (no presets: `default` is the engine's own voice)."""
+    import subprocess
+
+    import av
+
+    command = readme_command("curl http://localhost:8788/v1/audio/speech")
+    with running_stack(tmp_path / "data") as plain:
+        command = command.replace("http://localhost:8788", plain.url)
+        subprocess.run(command, shell=True, check=True, cwd=tmp_path, timeout=120)  # noqa: S602 (the README's own)
+    answer = tmp_path / "hello.mp3"
+    assert answer.read_bytes()[:1] != b"{", answer.read_text(errors="replace")
+    with av.open(str(answer), mode="r") as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name.startswith("mp3")  # FFmpeg decodes it with mp3float
+        seconds = sum(frame.samples for frame in container.decode(stream)) / stream.codec_context.sample_rate
+    assert seconds > 0.5

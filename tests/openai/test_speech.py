@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+import soundfile
 
 from tests.local.stack import Stack, running_stack
 
@@ -28,7 +29,17 @@ THREE_SENTENCES = "The first sentence is short. Here comes a second one. And thi
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("openai-stack")
-    with running_stack(data, "--api-key", KEY, env={"TTS_GATEWAY_OPENAI_VOICES": "alloy=default"}) as running:
+    voices = data / "share" / "voices"
+    voices.mkdir(parents=True)
+    tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(2 * 22_050) / 22_050)
+    soundfile.write(voices / "alice.wav", tone, 22_050)
+    presets = data / "presets.yaml"
+    presets.write_text(
+        "alice: {name: Alice, reference_audio: /share/voices/alice.wav}\n"
+        "ghost: {name: Ghost, reference_audio: /share/voices/ghost.wav}\n"
+    )
+    voices_env = {"TTS_GATEWAY_OPENAI_VOICES": "alloy=default"}
+    with running_stack(data, "--api-key", KEY, "--presets", str(presets), env=voices_env) as running:
         yield running
 
 
@@ -173,6 +184,20 @@ def test_bad_requests_are_400_in_openais_error_body(
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert says in error["message"]
+
+
+def test_a_library_voice_speaks_and_one_whose_audio_is_gone_is_refused_naming_the_voice(
+    client: openai.OpenAI,
+) -> None:
+    spoken = client.audio.speech.create(model="tts-1", voice="alice", input="Hello.", response_format="wav")
+    samples, _ = decoded(spoken.content, "wav")
+    assert len(samples) > 0
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.audio.speech.create(model="tts-1", voice={"id": "ghost"}, input="Hello.")
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == "voice"
+    assert "/share/voices/ghost.wav does not exist" in error["message"]
 
 
 def test_an_unknown_model_is_404_and_a_wrong_key_401(client: openai.OpenAI, stack: Stack) -> None:
