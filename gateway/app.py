@@ -19,7 +19,7 @@ from gateway.backend import BackendFactory
 from gateway.exception_handlers import add_exception_handlers
 from gateway.middleware import add_middleware
 from gateway.openapi import EVERY_ROUTE_ERRORS, install_openapi
-from gateway.routes import monitoring, openai, operations, playground, workflows
+from gateway.routes import monitoring, openai, operations, playground, voices, workflows
 from gateway.serving_log import log
 from gateway.settings import GatewaySettings
 from gateway.worker_directory import WorkerDirectory
@@ -64,6 +64,7 @@ def create_app(
     for routes in (workflows, monitoring):
         app.include_router(routes.router, responses=EVERY_ROUTE_ERRORS)
     app.include_router(openai.router)  # OpenAI's error body, not the workflow API's
+    app.include_router(voices.router)
     app.include_router(operations.router)
     app.include_router(playground.router)
     install_openapi(app)

@@ -142,7 +142,7 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
     workers = _workers(args, nats_url, policy, presets)
 
     gateway_settings = GatewaySettings(
-        host=args.host, port=args.port, nats_url=nats_url, api_key=args.api_key
+        host=args.host, port=args.port, nats_url=nats_url, api_key=args.api_key, presets_file=args.presets
     )
     gateway_stores: list[LocalWorkflowStore] = []
 

@@ -85,6 +85,14 @@ def test_the_page_plays_streamed_speech_and_shows_a_refusal(stack: Stack, browse
     key.clear()
     key.send_keys(KEY)
     text = browser.find_element(By.ID, "text")
+    text.click()  # the key field loses focus: the page lists the voices with the key
+    deadline = time.monotonic() + 10
+    while not browser.execute_script("return window.playground.voices"):
+        assert time.monotonic() < deadline, "the voices were never listed"
+        time.sleep(0.1)
+    assert browser.execute_script("return window.playground.voices") == ["default"]
+    options = browser.find_elements(By.CSS_SELECTOR, "#voices option")
+    assert [option.get_attribute("value") for option in options] == ["default"]
     text.clear()
     text.send_keys("The first sentence. The second sentence. And a third one to end.")
     browser.find_element(By.ID, "speak").click()

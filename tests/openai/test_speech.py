@@ -234,3 +234,35 @@ def test_a_client_that_goes_away_cancels_its_workflow_and_frees_the_worker(tmp_p
             while http.get("/api/v1/monitoring/statistics").json()["workers"]["active"] != 0:
                 assert time.monotonic() < deadline, "the worker still holds the abandoned job"
                 time.sleep(0.2)
+
+
+def test_the_voices_are_listed_and_a_presets_clip_is_served(stack: Stack) -> None:
+    with stack.client(**{"Authorization": f"Bearer {KEY}"}) as http:
+        listed = http.get("/v1/audio/voices")
+        assert listed.status_code == 200
+        voices = {voice["name"]: voice for voice in listed.json()["data"]}
+        assert set(voices) == {"default", "alice", "ghost"}
+        assert voices["default"]["source"] == "engine"
+        assert voices["default"]["sample_url"] is None
+        assert voices["alice"] | {"sample_url": None} == {
+            "name": "alice",
+            "display_name": "Alice",
+            "description": "",
+            "language": "",
+            "gender": "",
+            "source": "preset",
+            "sample_url": None,
+        }
+        clip = http.get(voices["alice"]["sample_url"])
+        assert clip.status_code == 200
+        assert clip.headers["content-type"] == "audio/wav"
+        assert clip.content == (stack.share / "voices" / "alice.wav").read_bytes()
+        for name, says in (
+            ("ghost", "not on the shared volume"),
+            ("default", "no reference clip"),
+            ("x", "no voice"),
+        ):
+            missing = http.get(f"/v1/audio/voices/{name}/sample")
+            assert missing.status_code == 404
+            assert says in missing.json()["error"]["message"]
+            assert missing.json()["error"]["code"] == "voice_not_found"
