@@ -24,7 +24,6 @@ class SpeechSender:
         self._send = send
         self._encoder: StreamEncoder | None = None
         self._sequence = 0
-        self.sent_bytes = 0
 
     def audio(self, samples: npt.NDArray[np.int16], sample_rate: int) -> None:
         """The engine's next piece (an :data:`~inference_pod.engines.base.AudioCallback`)."""
@@ -44,4 +43,3 @@ class SpeechSender:
             last = end and index == len(pieces) - 1
             self._send(AudioChunk(attempt=self.attempt, sequence=self._sequence, data=piece, end=last))
             self._sequence += 1
-            self.sent_bytes += len(piece)

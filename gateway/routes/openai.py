@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from gateway.app_state import Opened, Policy, Settings
 from gateway.backend import WorkflowBackend
 from gateway.client_json import parse_client_json
+from gateway.metrics import WORKFLOWS_SUBMITTED
 from gateway.openai_errors import OpenAIError, OpenAIErrorBody
 from gateway.openai_speech import SPEECH_FIELDS, read_speech_request, speech_request_body, speech_spec
 from gateway.routes.workflows import finished, new_workflow_name
@@ -110,6 +111,7 @@ async def create_speech(request: Request, opened: Opened, settings: Settings, po
     try:
         workflow = await backend.create(new_workflow_name(), spec)
         name = workflow.metadata.name
+        WORKFLOWS_SUBMITTED.labels("speech").inc()
         log.info(
             "speech workflow %s created (%s, %d characters)", name, speech.response_format, len(speech.input)
         )

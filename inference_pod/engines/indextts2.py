@@ -353,11 +353,11 @@ class IndexTTS2Engine:
             # passed on only once another segment follows it.
             for index, piece in enumerate(stream):
                 if index % 2 == 1:
-                    pieces.append(pcm16(piece))
+                    pieces.append(as_int16(piece))
                     continue
                 if pieces and audio is not None:
                     audio(pieces[-1], SAMPLE_RATE)
-                pieces.append(pcm16(piece))
+                pieces.append(as_int16(piece))
                 if audio is not None:
                     audio(pieces[-1], SAMPLE_RATE)
                 progress(min(index // 2 + 1, total), total)
@@ -370,7 +370,7 @@ class IndexTTS2Engine:
         return np.ascontiguousarray(np.concatenate(pieces), dtype=np.int16)
 
 
-def pcm16(piece: Any) -> npt.NDArray[np.int16]:
+def as_int16(piece: Any) -> npt.NDArray[np.int16]:
     """A (1, n) float tensor in [-1, 1] from the model, as 16-bit samples."""
     import torch
 
