@@ -8,7 +8,6 @@ that goes away cancels its workflow (it is deleted), which stops the job and fre
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -22,28 +21,21 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from gateway.app_state import Opened, Policy, Settings
-from gateway.backend import WorkflowBackend
 from gateway.client_json import parse_client_json
 from gateway.metrics import WORKFLOWS_SUBMITTED
 from gateway.openai_errors import OpenAIError, OpenAIErrorBody
-from gateway.openai_speech import SPEECH_FIELDS, read_speech_request, speech_request_body, speech_spec
-from gateway.routes.workflows import finished, new_workflow_name
+from gateway.openai_speech import read_speech_request, speech_request_body, speech_spec
+from gateway.routes.workflows import new_workflow_name
 from gateway.served_models import check_model, served_models
-from gateway.speech_relay import BrokenStreamError, SpeechRelay, relay
-from tts_api.constants import Phase
-from tts_api.errors import ErrorCode
-from tts_api.resource import TTSWorkflow
-from tts_api.speech_stream import AudioChunk, AudioFormat
+from gateway.speech_flight import SpeechInFlight
+from gateway.speech_relay import relay
+from tts_api.speech_stream import AudioFormat
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 # Past the workflow's own time limit, how long the gateway waits for the operator to say it failed.
 WAIT_GRACE_SECONDS = 5.0
-# After the workflow succeeded, how long the rest of its audio may take to arrive.
-DRAIN_SECONDS = 5.0
-# Deletions of abandoned workflows, kept until they are done (a cancelled response cannot await them).
-_cleanups: set[asyncio.Task[None]] = set()
 
 
 def failure(description: str) -> dict[str, Any]:
@@ -107,68 +99,41 @@ async def create_speech(request: Request, opened: Opened, settings: Settings, po
     backend = opened.backend()
     stack = contextlib.AsyncExitStack()
     audio = await stack.enter_async_context(relay(directory.client, spec.speech_stream.id))
-    name: str | None = None
+    flight = SpeechInFlight(audio, stack, backend)
     try:
         workflow = await backend.create(new_workflow_name(), spec)
-        name = workflow.metadata.name
+        flight.name = name = workflow.metadata.name
         WORKFLOWS_SUBMITTED.labels("speech").inc()
         log.info(
             "speech workflow %s created (%s, %d characters)", name, speech.response_format, len(speech.input)
         )
-        outcome = asyncio.create_task(
-            backend.wait(name, finished, settings.speech_timeout_seconds + WAIT_GRACE_SECONDS)
-        )
-        stack.callback(outcome.cancel)
-        first = await _next(audio, outcome)
-        if not isinstance(first, AudioChunk):
-            raise _failure(first, name)
+        flight.follow(settings.speech_timeout_seconds + WAIT_GRACE_SECONDS)
+        await flight.first()
     except BaseException:
-        _clean_up(stack, backend, name, abandoned=True)
+        flight.clean_up(abandoned=True)
         raise
     headers = {"X-Workflow-Id": name}
     if speech.stream_format == "sse":
-        return StreamingResponse(
-            _events(first, audio, outcome, stack, backend, name),
-            media_type="text/event-stream",
-            headers=headers,
-        )
-    return StreamingResponse(
-        _audio(first, audio, outcome, stack, backend, name),
-        media_type=speech.response_format.content_type,
-        headers=headers,
-    )
+        return StreamingResponse(_events(flight), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_audio(flight), media_type=speech.response_format.content_type, headers=headers)
 
 
-async def _audio(
-    first: AudioChunk,
-    audio: SpeechRelay,
-    outcome: asyncio.Task[TTSWorkflow | None],
-    stack: contextlib.AsyncExitStack,
-    backend: WorkflowBackend,
-    name: str,
-) -> AsyncIterator[bytes]:
+async def _audio(flight: SpeechInFlight) -> AsyncIterator[bytes]:
     done = False
     try:
-        async for chunk in _chunks(first, audio, outcome, name):
+        async for chunk in flight.chunks():
             if chunk.data:
                 yield chunk.data
         done = True
     finally:
-        _clean_up(stack, backend, name, abandoned=not done)
+        flight.clean_up(abandoned=not done)
 
 
-async def _events(
-    first: AudioChunk,
-    audio: SpeechRelay,
-    outcome: asyncio.Task[TTSWorkflow | None],
-    stack: contextlib.AsyncExitStack,
-    backend: WorkflowBackend,
-    name: str,
-) -> AsyncIterator[str]:
+async def _events(flight: SpeechInFlight) -> AsyncIterator[str]:
     done = False
     try:
         try:
-            async for chunk in _chunks(first, audio, outcome, name):
+            async for chunk in flight.chunks():
                 if chunk.data:
                     yield _event(
                         {"type": "speech.audio.delta", "audio": base64.b64encode(chunk.data).decode()}
@@ -180,100 +145,11 @@ async def _events(
         yield _event({"type": "speech.audio.done", "usage": usage})
         done = True
     finally:
-        _clean_up(stack, backend, name, abandoned=not done)
+        flight.clean_up(abandoned=not done)
 
 
 def _event(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-async def _chunks(
-    first: AudioChunk, audio: SpeechRelay, outcome: asyncio.Task[TTSWorkflow | None], name: str
-) -> AsyncIterator[AudioChunk]:
-    """The chunks up to the last; raises OpenAIError when the speech cannot be finished."""
-    chunk: AudioChunk | TTSWorkflow | None = first
-    while True:
-        if isinstance(chunk, AudioChunk):
-            yield chunk
-            if chunk.end:
-                return
-            chunk = await _next(audio, outcome)
-            continue
-        if chunk is not None and chunk.status.phase is Phase.SUCCEEDED:
-            # Succeeded: the rest of its audio is on its way (or was lost).
-            try:
-                chunk = await asyncio.wait_for(_checked(audio), DRAIN_SECONDS)
-            except TimeoutError:
-                raise OpenAIError(
-                    502, f"the audio of workflow {name} stopped before its end", code="stream_broken"
-                ) from None
-            continue
-        raise _failure(chunk, name)
-
-
-async def _checked(audio: SpeechRelay) -> AudioChunk:
-    try:
-        return await audio.next()
-    except BrokenStreamError as exc:
-        raise OpenAIError(502, f"the audio stream broke: {exc}", code="stream_broken") from None
-
-
-async def _next(
-    audio: SpeechRelay, outcome: asyncio.Task[TTSWorkflow | None]
-) -> AudioChunk | TTSWorkflow | None:
-    """The next chunk, or the workflow once it has finished (None: it is gone), whichever comes first."""
-    if not outcome.done():
-        chunk = asyncio.ensure_future(_checked(audio))
-        await asyncio.wait({chunk, outcome}, return_when=asyncio.FIRST_COMPLETED)
-        if chunk.done():
-            return chunk.result()
-        chunk.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await chunk
-    return outcome.result()
-
-
-def _failure(workflow: TTSWorkflow | None, name: str) -> OpenAIError:
-    """Why a workflow gave no (more) audio, with the status its error code has."""
-    if workflow is None:
-        return OpenAIError(409, f"workflow {name} was deleted before its speech was made", code="cancelled")
-    error = workflow.status.error
-    if workflow.status.phase.finished and error is not None:
-        # A worker names the synthesis's field at fault first ("reference_audio: ..."): the request's.
-        field = error.message.split(":", 1)[0].strip()
-        return OpenAIError(
-            error.code.http_status,
-            error.message,
-            param=SPEECH_FIELDS.get(field),
-            code=error.code.value.lower(),
-        )
-    if not workflow.status.phase.finished:
-        return OpenAIError(
-            504,
-            f"workflow {name} did not finish in time; it was cancelled",
-            code=ErrorCode.TASK_TIMEOUT.value.lower(),
-        )
-    return OpenAIError(502, f"workflow {name} succeeded but sent no audio", code="stream_broken")
-
-
-def _clean_up(
-    stack: contextlib.AsyncExitStack, backend: WorkflowBackend, name: str | None, *, abandoned: bool
-) -> None:
-    """Close the subscription and, for speech nobody will hear, delete its workflow (its job stops)."""
-
-    async def clean_up() -> None:
-        await stack.aclose()
-        if not abandoned or name is None:
-            return
-        with contextlib.suppress(Exception):
-            current = await backend.get(name)
-            # A finished one stays, failures included, to be seen in the views until its time to live.
-            if current is not None and not finished(current) and await backend.delete(name):
-                log.info("speech workflow %s cancelled: its client went away", name)
-
-    task = asyncio.get_running_loop().create_task(clean_up())
-    _cleanups.add(task)
-    task.add_done_callback(_cleanups.discard)
 
 
 @router.get(
