@@ -63,6 +63,7 @@ kube-assets:
 # Regenerate the CRD from the API models (a test fails when it drifts).
 crd: $(STAMP)
 	$(BIN)/indextts-k8s crd -o crds/ttsworkflows.tts.indextts.io.yaml
+	$(BIN)/indextts-k8s crd --kind voice -o crds/ttsvoices.tts.indextts.io.yaml
 
 # The whole stack on this machine (docs/local-mode.md): the gateway on :8788, an embedded NATS, an
 # espeak worker and the operator; the workflow API's /share/... paths land in ./var/share. Ctrl-C

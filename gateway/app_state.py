@@ -1,5 +1,6 @@
 """What the routes read from ``app.state``, each as a FastAPI dependency: the settings, the validation
-policy, and the parts the app's lifespan opened (the workflow backend and the worker directory)."""
+policy, and the parts the app's lifespan opened (the workflow backend, the worker directory and the
+voice library)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.backend import WorkflowBackend
 from gateway.settings import GatewaySettings
 from gateway.worker_directory import WorkerDirectory
 from tts_api.policy import ValidationPolicy
+from voice_library.library import VoiceLibrary
 
 Part = TypeVar("Part")
 
@@ -22,6 +24,7 @@ class OpenedParts:
 
     workflows: WorkflowBackend | None = None
     workers: WorkerDirectory | None = None
+    voices: VoiceLibrary | None = None
 
     @staticmethod
     def need(part: Part | None) -> Part:
@@ -34,6 +37,9 @@ class OpenedParts:
 
     def directory(self) -> WorkerDirectory:
         return self.need(self.workers)
+
+    def library(self) -> VoiceLibrary:
+        return self.need(self.voices)
 
 
 def install_state(app: FastAPI, settings: GatewaySettings, policy: ValidationPolicy) -> OpenedParts:

@@ -18,11 +18,23 @@ from gateway.openai_errors import from_workflow_error, speaks_openai
 from gateway.responses import ErrorResponse
 from tts_api.errors import ErrorCode
 
+VOICE_UPLOAD_PATH = "/v1/audio/voices"
+
 
 @dataclass(frozen=True)
 class BodyLimits:
     max_bytes: int
     timeout_seconds: float
+    setting: str = "TTS_GATEWAY_MAX_BODY_BYTES"
+    upload_max_bytes: int | None = None
+
+    def of(self, scope: Scope) -> BodyLimits:
+        """The limits for this request: a voice upload may be larger than any other body."""
+        if self.upload_max_bytes is None or scope.get("method") != "POST":
+            return self
+        if scope.get("path", "").rstrip("/") != VOICE_UPLOAD_PATH:
+            return self
+        return BodyLimits(self.upload_max_bytes, self.timeout_seconds, "TTS_GATEWAY_VOICE_UPLOAD_MAX_BYTES")
 
 
 class BodyRefusedError(Exception):
@@ -37,8 +49,7 @@ class BodyRefusedError(Exception):
 def too_large(limits: BodyLimits) -> BodyRefusedError:
     return BodyRefusedError(
         413,
-        f"the request body is larger than {limits.max_bytes} bytes (TTS_GATEWAY_MAX_BODY_BYTES); "
-        "send a smaller one",
+        f"the request body is larger than {limits.max_bytes} bytes ({limits.setting}); send a smaller one",
     )
 
 
@@ -93,11 +104,12 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limits = self.limits.of(scope)
         try:
             length = declared_length(scope)
-            if length is not None and length > self.limits.max_bytes:
-                raise too_large(self.limits)
-            body, disconnected = await read_body(receive, self.limits)
+            if length is not None and length > limits.max_bytes:
+                raise too_large(limits)
+            body, disconnected = await read_body(receive, limits)
         except BodyRefusedError as refusal:
             await refuse(refusal, scope, receive, send)
             return

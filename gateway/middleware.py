@@ -51,6 +51,11 @@ def add_middleware(app: FastAPI) -> None:
     """The counters outermost, so refused requests (401, 408, 413) are counted too; the key checked
     before the body is read, so that a client without it cannot make the gateway read one."""
     settings = settings_of(app)
-    app.add_middleware(BodyGuard, limits=BodyLimits(settings.max_body_bytes, settings.body_timeout_seconds))
+    limits = BodyLimits(
+        settings.max_body_bytes,
+        settings.body_timeout_seconds,
+        upload_max_bytes=max(settings.voice_upload_max_bytes, settings.max_body_bytes),
+    )
+    app.add_middleware(BodyGuard, limits=limits)
     app.middleware("http")(require_key)
     app.middleware("http")(count_requests)

@@ -14,6 +14,8 @@ from tts_api.policy import ValidationPolicy
 from tts_api.request import IndexTTSConfig, WorkflowConfig
 from tts_api.resource import TTSWorkflowSpec
 from tts_api.speech_stream import MAX_SPEED, MIN_SPEED, AudioFormat, SpeechStream
+from voice_library.library import LibraryVoice, VoiceLibrary
+from voice_library.store import VoiceLibraryUnavailableError
 
 MAX_INPUT_CHARACTERS = 4096  # as OpenAI
 # OpenAI's own voices: a client may name one, and configuration maps it to a library voice.
@@ -101,22 +103,26 @@ def _explain(error: Any, field: str | None) -> str:
     return str(error["msg"])
 
 
-def reference_voice(name: str, policy: ValidationPolicy, mapped: dict[str, str]) -> str | None:
-    """The voice preset to clone (None: the engine's own voice), or a 400 naming the voices."""
-    known = policy.voice_presets or frozenset()
+async def speech_voice(name: str, library: VoiceLibrary, mapped: dict[str, str]) -> LibraryVoice | None:
+    """The library voice to clone (None: the engine's own voice), or a 400 naming the voices."""
     target = mapped.get(name, name)
-    if target in known:
-        return target
     if target == ENGINE_VOICE:
         return None
+    try:
+        voice = await library.find(target)
+        if voice is not None:
+            return voice
+        known = [voice.name for voice in await library.voices()]
+    except VoiceLibraryUnavailableError as exc:
+        raise OpenAIError(503, str(exc), code="voices_unavailable") from None
     voices = ", ".join(sorted({ENGINE_VOICE, *known, *mapped}))
-    if name in OPENAI_VOICES:
+    if name in OPENAI_VOICES and name not in mapped:
         hint = (
             f"{name!r} is one of OpenAI's voices and is not mapped to a voice here: use one of {voices}, "
             f"or map it (TTS_GATEWAY_OPENAI_VOICES={name}=<voice>)"
         )
     else:
-        hint = f"no voice {name!r}: use one of {voices}"
+        hint = f"no voice {target!r}: use one of {voices}"
     raise OpenAIError(400, f"voice: {hint}", param="voice", code="voice_not_found")
 
 
@@ -126,15 +132,19 @@ def new_stream_id() -> str:
 
 
 def speech_spec(
-    request: SpeechRequest, policy: ValidationPolicy, mapped: dict[str, str], *, timeout_seconds: int
+    request: SpeechRequest, policy: ValidationPolicy, voice: LibraryVoice | None, *, timeout_seconds: int
 ) -> TTSWorkflowSpec:
-    """The workflow for a speech request: one generate_speech stage whose audio is streamed."""
+    """The workflow for a speech request in ``voice``: one generate_speech stage whose audio is
+    streamed; the voice's default emotion applies when the request gives no instructions."""
     instructions = request.instructions.strip() if request.instructions else None
-    fields = {
-        "text": request.input,
-        "reference_audio": reference_voice(request.voice_name, policy, mapped),
-        "emotion_text": instructions or None,
-    }
+    fields: dict[str, Any] = {"text": request.input, "emotion_text": instructions or None}
+    if voice is not None:
+        fields["reference_audio"] = voice.name
+        fields["emotion_text"] = fields["emotion_text"] or voice.emotion_text
+        if voice.emotion_alpha is not None:
+            fields["emotion_alpha"] = voice.emotion_alpha
+        if policy.voice_presets is not None:
+            policy = policy.model_copy(update={"voice_presets": policy.voice_presets | {voice.name}})
     try:
         config = IndexTTSConfig.model_validate(fields, context={"policy": policy})
     except ValidationError as exc:

@@ -51,6 +51,11 @@ class GatewaySettings(BaseSettings):
         ge=1,
         description="The largest request body accepted; a larger one is refused with 413 before it is read.",
     )
+    voice_upload_max_bytes: int = Field(
+        default=10 * 1_048_576,
+        ge=1,
+        description="The largest voice upload (POST /v1/audio/voices) accepted, form and clip together.",
+    )
     body_timeout_seconds: float = Field(
         default=20.0,
         gt=0,

@@ -71,6 +71,7 @@ from tts_api.messages import (
 )
 from tts_api.nats_names import (
     CANCEL_SUBJECT,
+    VOICES_BUCKET,
     WORKERS_CONSUMER,
     audio_subject,
     event_subject,
@@ -81,7 +82,9 @@ from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import ResultModel
 from tts_api.speech_stream import AudioChunk
+from voice_library.library import VoiceLibrary
 from voice_library.presets import Presets
+from voice_library.store import BucketVoices, VoiceLibraryUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class Worker:
         self._bucket: KeyValue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.worker_id)
+        self._voices: KeyValue | None = None  # the stored voices' bucket, once connected
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -170,6 +174,7 @@ class Worker:
         )
         self._js = self._nc.jetstream()
         self._bucket = await ensure_jetstream(self._js)
+        self._voices = await self._js.key_value(VOICES_BUCKET)
         cancels = await self._nc.subscribe(CANCEL_SUBJECT, cb=self._on_cancel)
         beat = asyncio.create_task(self._beat_loop(), name=f"{self.worker_id} heartbeat")
         try:
@@ -329,10 +334,14 @@ class Worker:
             hand.progress = Progress(segments_done=min(done, total), segments_total=max(total, 1))
             loop.call_soon_threadsafe(self._progress_changed, hand)
 
+        try:
+            presets = await self._voices_for(job)
+        except TTSError as failure:
+            return self._after_error(hand, failure, adapter), None
         # The slot's own thread: asyncio's shared pool has only cpu_count + 4 threads for all slots.
         sender = self._speech_sender(job, loop)
         work: asyncio.Future[Any] = loop.run_in_executor(
-            self._task_thread, self._task_sync, job, on_progress, sender
+            self._task_thread, self._task_sync, job, presets, on_progress, sender
         )
         watch = asyncio.create_task(self._watch(hand))
         try:
@@ -385,8 +394,29 @@ class Worker:
 
         return SpeechSender(job.stream, job.attempt, send)
 
+    async def _voices_for(self, job: JobMessage) -> Presets:
+        """The voices the job may name: the presets, and the stored voices of its workflow's namespace
+        that it names (all of them for ``list_voice_presets``)."""
+        if self._voices is None:
+            return self.presets
+        library = VoiceLibrary(
+            lambda: self.presets, BucketVoices(self._voices, job.workflow.namespace or "default")
+        )
+        try:
+            if job.task is TaskName.LIST_VOICE_PRESETS:
+                return await library.every_preset()
+            if job.config is None:
+                return self.presets
+            return await library.presets_for((job.config.reference_audio, job.config.emotion_reference))
+        except VoiceLibraryUnavailableError as exc:
+            raise TTSError(ErrorCode.PROCESSING_ERROR, str(exc)) from None
+
     def _task_sync(
-        self, job: JobMessage, on_progress: ProgressCallback, sender: SpeechSender | None = None
+        self,
+        job: JobMessage,
+        presets: Presets,
+        on_progress: ProgressCallback,
+        sender: SpeechSender | None = None,
     ) -> ResultModel:
         """The task itself, in a worker thread."""
         if job.task is TaskName.GENERATE_SPEECH:
@@ -395,7 +425,7 @@ class Worker:
                 self.engine,
                 job.config,
                 self.policy.shared_root,
-                self.presets,
+                presets,
                 on_progress,
                 owner=tasks.output_owner(job),
                 folder=self.policy.output_folder(job.workflow.namespace),
@@ -412,7 +442,7 @@ class Worker:
             return tasks.health_check(self.engine, gpu, busy=False, gpu_required=self.settings.require_gpu)
         if job.task is TaskName.GET_MODEL_INFO:
             return tasks.get_model_info(self.engine)
-        return tasks.list_voice_presets(self.presets)
+        return tasks.list_voice_presets(presets)
 
     async def _watch(self, hand: JobInHand) -> None:
         """Cancel the job at its deadline, and on shutdown once the grace period has run out.

@@ -1,4 +1,5 @@
-"""TTSWorkflow objects: read, list, watch, create, patch the status of, delete."""
+"""Custom objects of this API group (TTSWorkflow by default, TTSVoice too): read, list, watch, create,
+patch the status of, delete."""
 
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ class WorkflowPage:
 
 
 class Workflows:
-    """TTSWorkflows through the API server, as plain bodies (dicts as the server sends them)."""
+    """TTSWorkflows (or another kind of this group: ``plural``) through the API server, as plain
+    bodies (dicts as the server sends them)."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, plural: str = PLURAL) -> None:
         # Typed loosely: the client's generated signatures return ``object`` for custom objects.
         self._custom: Any = client.CustomObjectsApi(api_client)
+        self._plural = plural
 
     async def served(self) -> bool:
         """Whether the API server serves the TTSWorkflow resource (discovery: any user may ask)."""
@@ -36,13 +39,18 @@ class Workflows:
             found: Any = await call(self._custom.get_api_resources, API_GROUP, API_VERSION)
         except NotFoundError:
             return False
-        return any(resource.name == PLURAL for resource in found.resources or [])
+        return any(resource.name == self._plural for resource in found.resources or [])
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The workflow as the API server holds it; None when there is none."""
         try:
             body: dict[str, Any] = await call(
-                self._custom.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
+                self._custom.get_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                self._plural,
+                name,
             )
         except NotFoundError:
             return None
@@ -54,7 +62,7 @@ class Workflows:
         listing: dict[str, Any]
         if namespace is None:
             listing = await call(
-                self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL, **options
+                self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural, **options
             )
         else:
             listing = await call(
@@ -62,29 +70,35 @@ class Workflows:
                 API_GROUP,
                 API_VERSION,
                 namespace,
-                PLURAL,
+                self._plural,
                 **options,
             )
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
-    async def pages(self, namespace: str, *, page_size: int = 500) -> AsyncIterator[WorkflowPage]:
-        """Every workflow of ``namespace``, ``page_size`` at a time (the list's ``continue`` token),
-        so that a reader holds one page, not every object at once. The pages are one consistent
-        snapshot, at the first page's ``resourceVersion``."""
+    async def pages(self, namespace: str | None, *, page_size: int = 500) -> AsyncIterator[WorkflowPage]:
+        """Every object of ``namespace`` (of all namespaces when it is None), ``page_size`` at a time
+        (the list's ``continue`` token), so that a reader holds one page, not every object at once.
+        The pages are one consistent snapshot, at the first page's ``resourceVersion``."""
         token: str | None = None
         version = ""
         while True:
             options: dict[str, Any] = {"limit": page_size}
             if token:
                 options["_continue"] = token
-            listing: dict[str, Any] = await call(
-                self._custom.list_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                namespace,
-                PLURAL,
-                **options,
+            listing: dict[str, Any] = (
+                await call(
+                    self._custom.list_namespaced_custom_object,
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    self._plural,
+                    **options,
+                )
+                if namespace is not None
+                else await call(
+                    self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural, **options
+                )
             )
             metadata = listing.get("metadata") or {}
             version = version or metadata.get("resourceVersion", "")
@@ -96,7 +110,12 @@ class Workflows:
     async def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """The created object as the server answers it; :class:`ConflictError` if the name is taken."""
         created: Any = await call(
-            self._custom.create_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, body
+            self._custom.create_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            self._plural,
+            body,
         )
         # A real API server answers with the object (uid, creationTimestamp); an emulator may not.
         return created if isinstance(created, dict) else body
@@ -108,7 +127,7 @@ class Workflows:
             API_GROUP,
             API_VERSION,
             namespace,
-            PLURAL,
+            self._plural,
             name,
             {"status": patch},
             _content_type=MERGE_PATCH,
@@ -118,7 +137,12 @@ class Workflows:
         """Delete the workflow; False when there was none."""
         try:
             await call(
-                self._custom.delete_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
+                self._custom.delete_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                self._plural,
+                name,
             )
         except NotFoundError:
             return False
@@ -126,13 +150,14 @@ class Workflows:
 
     async def watch(
         self,
-        namespace: str,
+        namespace: str | None,
         name: str | None,
         *,
         resource_version: str | None,
         timeout_seconds: float,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """The changes of one workflow (every workflow of ``namespace`` when ``name`` is None) after
+        """The changes of one object (every object of ``namespace``, or of all namespaces when it is
+        None, when ``name`` is None) after
         ``resource_version``, as (``ADDED``/``MODIFIED``/``DELETED``, body), until the server ends
         the watch (at most ``timeout_seconds``) or the caller stops reading. Without a version, the
         first events are the objects as they are."""
@@ -150,16 +175,15 @@ class Workflows:
         if resource_version:
             options["resource_version"] = resource_version
 
+        listing: tuple[Any, ...] = (
+            (self._custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, self._plural)
+            if namespace is not None
+            else (self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural)
+        )
+
         def stream() -> None:
             try:
-                for event in watcher.stream(  # type: ignore[no-untyped-call]
-                    self._custom.list_namespaced_custom_object,
-                    API_GROUP,
-                    API_VERSION,
-                    namespace,
-                    PLURAL,
-                    **options,
-                ):
+                for event in watcher.stream(*listing, **options):  # type: ignore[no-untyped-call]
                     if stopped.is_set():
                         break
                     loop.call_soon_threadsafe(events.put_nowait, (event["type"], event["object"]))
@@ -170,7 +194,9 @@ class Workflows:
 
         # A thread of its own: a watch blocks for as long as it lasts, and the event loop's shared
         # pool would run dry with one per waiting client.
-        threading.Thread(target=stream, name=f"watch-{name or namespace}", daemon=True).start()
+        threading.Thread(
+            target=stream, name=f"watch-{name or namespace or self._plural}", daemon=True
+        ).start()
         ends_at = loop.time() + timeout_seconds
         try:
             while True:

@@ -111,7 +111,13 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
     from gateway.worker_directory import open_worker_directory
     from local_mode.embedded_server import EmbeddedServer
     from local_mode.operator_driver import LocalDriver, LocalOperatorStore
-    from local_mode.record_store import LocalWorkflowStore, close_client, connect, open_local_store
+    from local_mode.record_store import (
+        LOCAL_NAMESPACE,
+        LocalWorkflowStore,
+        close_client,
+        connect,
+        open_local_store,
+    )
     from nats_support.jetstream import ensure_jetstream
     from nats_support.tasks import cancel_and_wait
     from tts_api.policy import policy_from_env
@@ -137,12 +143,20 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
         records, on_deleted=lambda workflow: request_output_deletion(js, workflow, policy)
     )
     operator_settings = OperatorSettings(nats_url=nats_url, leader_election=False, metrics_port=0)
-    runtime = await Runtime.start(operator_settings, operator_store, policy)
+    # Behind the gateway, as on a cluster, a voice name is the workers' to resolve: they read the
+    # presets and the stored voices (which the gateway checked when it accepted the request).
+    behind_gateway = policy.model_copy(update={"voice_presets": None})
+    runtime = await Runtime.start(operator_settings, operator_store, behind_gateway)
     driver = LocalDriver(records, operator_store, runtime.runner, tick_seconds=operator_settings.tick_seconds)
-    workers = _workers(args, nats_url, policy, presets)
+    workers = _workers(args, nats_url, behind_gateway, presets)
 
     gateway_settings = GatewaySettings(
-        host=args.host, port=args.port, nats_url=nats_url, api_key=args.api_key, presets_file=args.presets
+        host=args.host,
+        port=args.port,
+        nats_url=nats_url,
+        api_key=args.api_key,
+        presets_file=args.presets,
+        namespace=LOCAL_NAMESPACE,
     )
     gateway_stores: list[LocalWorkflowStore] = []
 

@@ -14,7 +14,7 @@ create first, which the operator then scales up), so that no two processes pull 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.js import JetStreamContext
@@ -27,6 +27,7 @@ from tts_api.nats_names import (
     EVENTS_SUBJECTS,
     JOBS_STREAM,
     JOBS_SUBJECTS,
+    VOICES_BUCKET,
     WORKERS_BUCKET,
     WORKERS_CONSUMER,
 )
@@ -85,6 +86,15 @@ def workers_bucket(replicas: int = 1) -> KeyValueConfig:
     )
 
 
+def voices_bucket(replicas: int = 1) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=VOICES_BUCKET,
+        description="The voice library: one entry per voice, its clip on the shared volume",
+        storage=StorageType.FILE,
+        replicas=replicas,
+    )
+
+
 async def subscribe_workers(js: JetStreamContext, *, ack_wait: float) -> JetStreamContext.PullSubscription:
     """The inference workers' shared pull consumer on the jobs queue: each job to one worker,
     acknowledged explicitly within ``ack_wait`` seconds (or redelivered), delivered without limit
@@ -104,8 +114,8 @@ async def subscribe_workers(js: JetStreamContext, *, ack_wait: float) -> JetStre
 
 
 async def ensure_jetstream(js: JetStreamContext, replicas: int | None = None) -> KeyValue:
-    """Create the streams and the worker bucket if they are missing, or bring them to this release's
-    configuration; return the bucket.
+    """Create the streams and the buckets (workers, voices) if they are missing, or bring them to this
+    release's configuration; return the workers' bucket.
 
     ``replicas``: how many copies the streams and the bucket keep (the operator's setting); ``None``
     keeps what each has (1 for one created here). A count the server cannot meet (more than its
@@ -120,16 +130,23 @@ async def ensure_jetstream(js: JetStreamContext, replicas: int | None = None) ->
             # It exists with another configuration (an older release, another count): update it.
             log.info("updating JetStream stream %s to this release's configuration", name)
             await _refused_as_setup_error(js.update_stream(config), config.num_replicas or 1, update=True)
-    bucket_stream = f"KV_{WORKERS_BUCKET}"
-    bucket = workers_bucket(replicas or await _replicas_of(js, bucket_stream) or 1)
+    await _ensure_bucket(js, VOICES_BUCKET, voices_bucket, replicas)
+    return await _ensure_bucket(js, WORKERS_BUCKET, workers_bucket, replicas)
+
+
+async def _ensure_bucket(
+    js: JetStreamContext, name: str, config_for: Callable[[int], KeyValueConfig], replicas: int | None
+) -> KeyValue:
+    bucket_stream = f"KV_{name}"
+    bucket = config_for(replicas or await _replicas_of(js, bucket_stream) or 1)
     try:
         return await _refused_as_setup_error(js.create_key_value(bucket), bucket.replicas)
     except _ExistsOtherwiseError:
-        log.info("updating the JetStream bucket %s to %d replica(s)", WORKERS_BUCKET, bucket.replicas)
+        log.info("updating the JetStream bucket %s to %d replica(s)", name, bucket.replicas)
         current = (await js.stream_info(bucket_stream)).config
         current.num_replicas = bucket.replicas
         await _refused_as_setup_error(js.update_stream(current), bucket.replicas, update=True)
-        return await js.key_value(WORKERS_BUCKET)
+        return await js.key_value(name)
 
 
 class _ExistsOtherwiseError(Exception):

@@ -1,7 +1,8 @@
-"""The TTSWorkflow CustomResourceDefinition, generated from the API models.
+"""The CustomResourceDefinitions (TTSWorkflow, TTSVoice), generated from the API models.
 
-``indextts-k8s crd`` writes it to ``crds/ttsworkflows.tts.indextts.io.yaml``; a test regenerates it
-and fails on any drift, so the models stay the one source of truth for the schema.
+``indextts-k8s crd`` writes them to ``crds/`` (``ttsworkflows.tts.indextts.io.yaml``,
+``ttsvoices.tts.indextts.io.yaml``); a test regenerates them and fails on any drift, so the models
+stay the one source of truth for the schemas.
 """
 
 from __future__ import annotations
@@ -22,8 +23,18 @@ from tts_api.constants import (
     SINGULAR,
 )
 from tts_api.resource import TTSWorkflowSpec, TTSWorkflowStatus
+from tts_api.voices import (
+    VOICE_CRD_NAME,
+    VOICE_KIND,
+    VOICE_LIST_KIND,
+    VOICE_PLURAL,
+    VOICE_SHORT_NAME,
+    VOICE_SINGULAR,
+    VoiceSpec,
+)
 
 CRD_FILE = f"crds/{CRD_NAME}.yaml"
+VOICE_CRD_FILE = f"crds/{VOICE_CRD_NAME}.yaml"
 HEADER = (
     "# Generated from the models in tts_api/ by `indextts-k8s crd`; do not edit by hand.\n"
     "# tests/api/test_crd.py fails when this file and the models drift apart.\n"
@@ -140,41 +151,106 @@ def printer_columns() -> list[dict[str, Any]]:
     ]
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
+def custom_resource_definition(
+    *,
+    name: str,
+    names: dict[str, Any],
+    schema: dict[str, Any],
+    columns: list[dict[str, Any]],
+    status: bool,
+) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition of this API group, one served version."""
+    version: dict[str, Any] = {"name": API_VERSION, "served": True, "storage": True}
+    if status:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = columns
+    version["schema"] = {"openAPIV3Schema": schema}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": name,
             "labels": {"app.kubernetes.io/part-of": "indextts-k8s"},
         },
         "spec": {
             "group": API_GROUP,
             "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": LIST_KIND,
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": [SHORT_NAME],
-                "categories": ["tts"],
-            },
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns(),
-                    "schema": {"openAPIV3Schema": open_api_schema()},
-                }
-            ],
+            "names": {**names, "categories": ["tts"]},
+            "versions": [version],
         },
     }
 
 
+def build_crd() -> dict[str, Any]:
+    """The TTSWorkflow CustomResourceDefinition object."""
+    return custom_resource_definition(
+        name=CRD_NAME,
+        names={
+            "kind": KIND,
+            "listKind": LIST_KIND,
+            "plural": PLURAL,
+            "singular": SINGULAR,
+            "shortNames": [SHORT_NAME],
+        },
+        schema=open_api_schema(),
+        columns=printer_columns(),
+        status=True,
+    )
+
+
+def voice_schema() -> dict[str, Any]:
+    """``openAPIV3Schema`` for the TTSVoice kind: a spec, no status."""
+    spec = structural_schema(VoiceSpec.model_json_schema(by_alias=True, mode="validation"), defaults=True)
+    return {
+        "type": "object",
+        "description": "A library voice: a named reference clip on the shared volume that speech may clone.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+        },
+    }
+
+
+def build_voice_crd() -> dict[str, Any]:
+    """The TTSVoice CustomResourceDefinition object."""
+    return custom_resource_definition(
+        name=VOICE_CRD_NAME,
+        names={
+            "kind": VOICE_KIND,
+            "listKind": VOICE_LIST_KIND,
+            "plural": VOICE_PLURAL,
+            "singular": VOICE_SINGULAR,
+            "shortNames": [VOICE_SHORT_NAME],
+        },
+        schema=voice_schema(),
+        columns=[
+            {"name": "Display", "type": "string", "jsonPath": ".spec.displayName"},
+            {"name": "Language", "type": "string", "jsonPath": ".spec.language"},
+            {"name": "Seconds", "type": "number", "jsonPath": ".spec.durationSeconds"},
+            {"name": "Audio", "type": "string", "jsonPath": ".spec.audio", "priority": 1},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        status=False,
+    )
+
+
+def render(definition: dict[str, Any]) -> str:
+    """A CRD as the YAML text kept in ``crds/``."""
+    return HEADER + yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=100)
+
+
 def render_crd() -> str:
-    """The CRD as the YAML text kept in ``crds/``."""
-    body = yaml.safe_dump(build_crd(), sort_keys=False, allow_unicode=True, width=100)
-    return HEADER + body
+    """The TTSWorkflow CRD as the YAML text kept in ``crds/``."""
+    return render(build_crd())
+
+
+def render_voice_crd() -> str:
+    """The TTSVoice CRD as the YAML text kept in ``crds/``."""
+    return render(build_voice_crd())
+
+
+# Each CRD file of crds/ and what it holds.
+CRD_FILES = {CRD_FILE: render_crd, VOICE_CRD_FILE: render_voice_crd}

@@ -26,6 +26,10 @@ AUDIO_SUBJECT_PREFIX = "tts.audio"
 # Worker registry: one key per worker, expiring when the worker stops refreshing it.
 WORKERS_BUCKET = "tts_workers"
 
+# The voice library as workers read it: one key per voice name (on a cluster the operator keeps it
+# equal to the TTSVoice objects; in local mode the gateway writes it).
+VOICES_BUCKET = "tts_voices"
+
 # Local mode only: TTSWorkflow records (the API server's role), one key per workflow name.
 WORKFLOWS_BUCKET = "tts_workflows"
 

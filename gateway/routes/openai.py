@@ -24,7 +24,7 @@ from gateway.app_state import Opened, Policy, Settings
 from gateway.client_json import parse_client_json
 from gateway.metrics import WORKFLOWS_SUBMITTED
 from gateway.openai_errors import OpenAIError, OpenAIErrorBody
-from gateway.openai_speech import read_speech_request, speech_request_body, speech_spec
+from gateway.openai_speech import read_speech_request, speech_request_body, speech_spec, speech_voice
 from gateway.routes.workflows import new_workflow_name
 from gateway.served_models import check_model, served_models
 from gateway.speech_flight import SpeechInFlight
@@ -89,10 +89,11 @@ async def create_speech(request: Request, opened: Opened, settings: Settings, po
     speech = read_speech_request(parse_client_json(await request.body()))
     directory = opened.directory()
     check_model(speech.model, served_models(await directory.entries()))
+    voice = await speech_voice(speech.voice_name, opened.library(), settings.openai_voices)
     spec = speech_spec(
         speech,
         policy,
-        settings.openai_voices,
+        voice,
         timeout_seconds=max(1, math.ceil(settings.speech_timeout_seconds)),
     )
     assert spec.speech_stream is not None  # noqa: S101 (speech_spec sets it)

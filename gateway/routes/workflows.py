@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from gateway.app_state import Opened, Policy, Settings
+from gateway.backend import BackendUnavailableError
 from gateway.client_json import parse_client_json
 from gateway.error_bodies import error_json, not_found
 from gateway.metrics import WORKFLOWS_SUBMITTED
@@ -31,9 +32,13 @@ from gateway.responses import (
 from gateway.serving_log import log
 from tts_api.constants import Phase
 from tts_api.errors import ErrorCode, TTSError, invalid_input
+from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
 from tts_api.shared_paths import SharedPathError
 from tts_api.validation import parse_request
+from tts_api.voices import is_voice_name
+from voice_library.library import VoiceLibrary
+from voice_library.store import VoiceLibraryUnavailableError
 
 router = APIRouter()
 
@@ -94,6 +99,26 @@ def result_json(workflow: TTSWorkflow) -> JSONResponse:
     return JSONResponse(result.model_dump(mode="json"))
 
 
+async def knowing_voices(policy: ValidationPolicy, body: Any, library: VoiceLibrary) -> ValidationPolicy:
+    """``policy`` knowing, besides the presets, the stored voices the body names (only those: the
+    library is not listed for every request)."""
+    if policy.voice_presets is None or not isinstance(body, dict):
+        return policy
+    workflow_config = body.get("workflow_config")
+    config = workflow_config.get("indextts_config") if isinstance(workflow_config, dict) else None
+    if not isinstance(config, dict):
+        return policy
+    named = {config.get("reference_audio"), config.get("emotion_reference")}
+    wanted = {n for n in named if isinstance(n, str) and n not in policy.voice_presets and is_voice_name(n)}
+    try:
+        found = {name for name in wanted if await library.find(name) is not None}
+    except VoiceLibraryUnavailableError as exc:
+        raise BackendUnavailableError(str(exc)) from None
+    if not found:
+        return policy
+    return policy.model_copy(update={"voice_presets": policy.voice_presets | found})
+
+
 @router.post(
     "/v1/workflows",
     summary="Create a workflow (the workflow API's four tasks)",
@@ -107,7 +132,8 @@ def result_json(workflow: TTSWorkflow) -> JSONResponse:
 async def create_workflow(
     request: Request, opened: Opened, settings: Settings, policy: Policy
 ) -> JSONResponse:
-    accepted = parse_request(parse_client_json(await request.body()), policy=policy)
+    body = parse_client_json(await request.body())
+    accepted = parse_request(body, policy=await knowing_voices(policy, body, opened.library()))
     spec = TTSWorkflowSpec.from_request(accepted)
     workflow = await opened.backend().create(new_workflow_name(), spec)
     name = workflow.metadata.name

@@ -66,15 +66,21 @@ def test_the_optional_parts_render_only_when_asked(helm: Helm) -> None:
     assert not by_kind(default, "ServiceMonitor")
 
 
-def test_the_crd_comes_from_the_one_file_in_crds(helm: Helm) -> None:
+CRD_NAMES = ("ttsvoices.tts.indextts.io.yaml", "ttsworkflows.tts.indextts.io.yaml")
+
+
+def test_the_crds_come_from_the_files_in_crds(helm: Helm) -> None:
     import yaml
 
-    source = REPO / "crds" / "ttsworkflows.tts.indextts.io.yaml"
-    in_chart = REPO / "charts" / "indextts" / "crds" / source.name
-    assert in_chart.is_symlink(), "the chart's CRD must be a link to crds/, not a second copy"
-    assert in_chart.resolve() == source.resolve()
+    sources = [REPO / "crds" / name for name in CRD_NAMES]
+    for source in sources:
+        in_chart = REPO / "charts" / "indextts" / "crds" / source.name
+        assert in_chart.is_symlink(), "the chart's CRDs must be links to crds/, not second copies"
+        assert in_chart.resolve() == source.resolve()
     rendered = by_kind(helm.template(include_crds=True), "CustomResourceDefinition")
-    assert rendered == [yaml.safe_load(source.read_text())]
+    assert sorted(rendered, key=lambda crd: crd["metadata"]["name"]) == [
+        yaml.safe_load(source.read_text()) for source in sources
+    ]
 
 
 def test_helm_package_carries_the_crd_contents(helm: Helm, tmp_path: Path) -> None:
@@ -83,12 +89,12 @@ def test_helm_package_carries_the_crd_contents(helm: Helm, tmp_path: Path) -> No
     helm.run("package", str(REPO / "charts" / "indextts"), "--destination", str(tmp_path))
     (archive,) = tmp_path.glob("indextts-*.tgz")
     with tarfile.open(archive) as tar:
-        member = tar.getmember("indextts/crds/ttsworkflows.tts.indextts.io.yaml")
-        assert member.isfile(), "the packaged chart holds the file itself, not a dangling link"
-        packaged = tar.extractfile(member)
-        assert packaged is not None
-        source = REPO / "crds" / "ttsworkflows.tts.indextts.io.yaml"
-        assert packaged.read() == source.read_bytes()
+        for name in CRD_NAMES:
+            member = tar.getmember(f"indextts/crds/{name}")
+            assert member.isfile(), "the packaged chart holds the file itself, not a dangling link"
+            packaged = tar.extractfile(member)
+            assert packaged is not None
+            assert packaged.read() == (REPO / "crds" / name).read_bytes()
 
 
 def test_chart_version_and_app_version_follow_the_project(helm: Helm) -> None:

@@ -15,6 +15,8 @@ OPENAI_ROUTES = {
     "GET /v1/models",
     "GET /v1/audio/voices",
     "GET /v1/audio/voices/{name}/sample",
+    "POST /v1/audio/voices",
+    "DELETE /v1/audio/voices/{name}",
 }
 
 
@@ -33,7 +35,7 @@ async def test_every_error_status_has_the_error_body_and_none_is_422(gateway: Ga
         for path, methods in document["paths"].items()
         for method, operation in methods.items()
     ]
-    assert len(operations) == 12
+    assert len(operations) == 14
     assert {name for name, _ in operations} >= OPENAI_ROUTES
     for name, operation in operations:
         responses = operation["responses"]

@@ -252,6 +252,10 @@ def test_the_voices_are_listed_and_a_presets_clip_is_served(stack: Stack) -> Non
             "gender": "",
             "source": "preset",
             "sample_url": None,
+            "sha256": None,
+            "duration_seconds": None,
+            "emotion_text": None,
+            "emotion_alpha": None,
         }
         clip = http.get(voices["alice"]["sample_url"])
         assert clip.status_code == 200
