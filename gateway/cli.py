@@ -41,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from gateway.kubernetes_backend import KubernetesBackend, open_kubernetes_backend
     from gateway.serving import GatewayServers
     from gateway.settings import GatewaySettings
-    from gateway.worker_directory import open_worker_directory
+    from gateway.worker_directory import WorkerDirectory, open_worker_directory
     from kube_access.client import api_client
+    from kube_access.voices import KubernetesVoices
     from tts_api.policy import policy_from_env
+    from voice_library.store import VoiceStore
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -63,11 +65,16 @@ def run(args: argparse.Namespace) -> int:
     policy = policy_with_presets(policy_from_env(), settings.presets_file)
     api = api_client(args.kube_api_url)
     quota_reader = KubernetesBackend(api, settings.namespace, policy).gpu_quota
+
+    async def kubernetes_voices(settings: GatewaySettings, _: WorkerDirectory) -> VoiceStore:
+        return KubernetesVoices(api, settings.namespace)
+
     app = create_app(
         settings,
         lambda: open_kubernetes_backend(api, settings.namespace, policy),
         policy,
         lambda: open_worker_directory(settings.nats_url, quota_reader),
+        kubernetes_voices,
     )
     try:
         asyncio.run(GatewayServers.of(app).serve())

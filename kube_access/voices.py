@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from pydantic import ValidationError
 
-from kube_access.client import ConflictError
+from kube_access.client import ConflictError, NotFoundError
 from kube_access.workflows import Workflows
 from tts_api.voices import VOICE_PLURAL, TTSVoice, TTSVoiceMetadata, VoiceRecord, is_voice_name
 from voice_library.store import VoiceExistsError, VoiceLibraryUnavailableError
@@ -26,6 +26,10 @@ T = TypeVar("T")
 
 UNREACHABLE = (
     "the voice library (the Kubernetes API) is not reachable: send the request again in a few seconds"
+)
+NOT_SERVED = (
+    "the API server serves no TTSVoice objects: install the TTSVoice CRD "
+    "(kubectl apply --server-side -f crds/ttsvoices.tts.indextts.io.yaml)"
 )
 
 
@@ -58,7 +62,10 @@ class KubernetesVoices:
         self.namespace = namespace
 
     async def list(self) -> list[VoiceRecord]:
-        items = await _reached(self._objects.list(self.namespace))
+        try:
+            items = await _reached(self._objects.list(self.namespace))
+        except NotFoundError:
+            raise VoiceLibraryUnavailableError(NOT_SERVED) from None
         found = [record_of(item) for item in items]
         return sorted((record for record in found if record is not None), key=lambda record: record.name)
 
@@ -73,6 +80,8 @@ class KubernetesVoices:
             created = await _reached(self._objects.create(self.namespace, voice_body(record, self.namespace)))
         except ConflictError:
             raise VoiceExistsError(record.name) from None
+        except NotFoundError:
+            raise VoiceLibraryUnavailableError(NOT_SERVED) from None
         return record_of(created) or record
 
     async def delete(self, name: str) -> bool:

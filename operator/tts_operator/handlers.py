@@ -11,15 +11,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from nats.aio.client import Client as NatsClient
 
+from kube_access.voices import voice_objects
 from tts_api.constants import API_GROUP, API_VERSION, FINISHED_PHASES, PLURAL
+from tts_api.nats_names import VOICES_BUCKET
 from tts_api.policy import ValidationPolicy
+from tts_api.voices import VOICE_PLURAL
 from tts_operator.leader import LeaderElector
 from tts_operator.output_cleanup import request_output_deletion
 from tts_operator.reconcile import Created, Deleted, Input, Resumed, Tick, expires_at
 from tts_operator.runtime import Runtime
 from tts_operator.settings import Settings
 from tts_operator.store import KubernetesStore, WorkflowStore, workflow_from_body
+from tts_operator.voice_mirror import VoiceMirror
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,21 @@ RETRY_SECONDS = 2.0
 
 def _finished(status: Any) -> bool:
     return bool(status) and status.get("phase") in FINISHED_PHASES
+
+
+async def start_voice_mirror(api_client: Any, nc: NatsClient, namespaces: list[str]) -> VoiceMirror | None:
+    """Copy the TTSVoice objects into the workers' bucket, when the API server serves them."""
+    if not await voice_objects(api_client).served():
+        log.warning(
+            "the API server serves no %s.%s: uploaded voices are off until the TTSVoice CRD is "
+            "installed (kubectl apply --server-side -f crds/) and the operator restarted",
+            VOICE_PLURAL,
+            API_GROUP,
+        )
+        return None
+    mirror = VoiceMirror.of(api_client, await nc.jetstream().key_value(VOICES_BUCKET), namespaces)
+    mirror.start()
+    return mirror
 
 
 def register(
@@ -92,6 +112,10 @@ def register(
             store = kubernetes_store
         runtime = await Runtime.start(config, store, policy)
         memo.runtime = runtime
+        if store_factory is None:
+            memo.voice_mirror = await start_voice_mirror(
+                kubernetes_store.api_client, runtime.nc, config.namespace_list()
+            )
         if elector is not None:
             # A replica that lost the Lease stops reading events at once, before it stops altogether.
             def stop_reading() -> None:
@@ -101,6 +125,9 @@ def register(
 
     @kopf.on.cleanup(registry=registry)
     async def operator_stopped(memo: kopf.Memo, **_: Any) -> None:
+        mirror: VoiceMirror | None = memo.get("voice_mirror")
+        if mirror is not None:
+            await mirror.stop()
         runtime: Runtime | None = memo.get("runtime")
         if runtime is not None:
             await runtime.stop()

@@ -73,6 +73,7 @@ class KubernetesStore:
     """TTSWorkflows through the Kubernetes API (:mod:`kube_access`)."""
 
     def __init__(self, api_client: Any, namespaces: list[str] | None = None) -> None:
+        self.api_client = api_client
         self._workflows = Workflows(api_client)
         self._events = Events(api_client, component=EVENT_SOURCE)
         self._namespaces = namespaces or []

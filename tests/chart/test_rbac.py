@@ -13,6 +13,7 @@ Right = tuple[str, str, str, str, tuple[str, ...], tuple[str, ...]]
 
 WORKFLOWS = ("tts.indextts.io", "ttsworkflows")
 STATUS = ("tts.indextts.io", "ttsworkflows/status")
+VOICES = ("tts.indextts.io", "ttsvoices")
 EVENTS = ("", "events")
 OPERATOR_VERBS = ("delete", "get", "list", "patch", "watch")
 LEASE = component("operator")
@@ -22,6 +23,7 @@ def operator_in(kind: str, namespace: str) -> set[Right]:
     return {
         (kind, namespace, *WORKFLOWS, (), OPERATOR_VERBS),
         (kind, namespace, *STATUS, (), ("patch",)),
+        (kind, namespace, *VOICES, (), ("get", "list", "watch")),
         (kind, namespace, *EVENTS, (), ("create",)),
     }
 
@@ -32,6 +34,7 @@ LEADER_LEASE: set[Right] = {
 }
 GATEWAY: set[Right] = {
     ("Role", "speech", *WORKFLOWS, (), ("create", "delete", "get", "list", "watch")),
+    ("Role", "speech", *VOICES, (), ("create", "delete", "get", "list")),
     ("Role", "speech", "", "resourcequotas", (), ("get", "list")),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,11 +134,39 @@ def test_the_shared_volume_is_read_write_many_and_mounted_where_the_settings_say
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     for name, read_only in (("gateway", True), ("inference", False)):
         container = container_of(docs, name)
-        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "share"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "share" and "subPath" not in m]
         assert mount["mountPath"] == "/data/share"
         assert mount.get("readOnly", False) is read_only, name
         assert env_of(container)["TTS_SHARED_DIR"] == "/data/share"
         assert env_of(container)["TTS_SHARED_PREFIX"] == "/share"
+    # The gateway writes one folder: the uploaded voices' clips.
+    (uploads,) = [m for m in container_of(docs, "gateway")["volumeMounts"] if m.get("subPath")]
+    assert uploads == {"name": "share", "mountPath": "/data/share/voices", "subPath": "voices"}
+    assert not [m for m in container_of(docs, "inference")["volumeMounts"] if m.get("subPath")]
+
+
+def test_library_voices_from_values_become_ttsvoice_objects_the_model_reads(
+    helm: Helm, tmp_path: Path
+) -> None:
+    from tts_api.voices import TTSVoice
+
+    values = tmp_path / "voices.yaml"
+    values.write_text(
+        "voices:\n"
+        "  narrator: {audio: /share/voices/narrator.wav, displayName: The Narrator, emotionAlpha: 0.4}\n"
+        "gateway: {voiceUploadMaxBytes: 2000000}\n"
+    )
+    docs = helm.template(values=[values])
+    (voice,) = by_kind(docs, "TTSVoice")
+    read = TTSVoice.model_validate(voice)
+    assert (read.metadata.name, read.metadata.namespace) == ("narrator", "speech")
+    assert (read.spec.audio, read.spec.display_name, read.spec.emotion_alpha) == (
+        "/share/voices/narrator.wav",
+        "The Narrator",
+        0.4,
+    )
+    assert env_of(container_of(docs, "gateway"))["TTS_GATEWAY_VOICE_UPLOAD_MAX_BYTES"] == "2000000"
+    assert not by_kind(helm.template(), "TTSVoice")
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from kube_testbed.apiserver import (
 from kube_testbed.stack import apply_chart_rbac
 
 CRD_FILE = REPO / "crds" / "ttsworkflows.tts.indextts.io.yaml"
+VOICE_CRD_FILE = REPO / "crds" / "ttsvoices.tts.indextts.io.yaml"
 # A static-token user that no RBAC rule names: every request it makes beyond discovery is forbidden.
 NOBODY = "nobody"
 SESSION_USERS = (User(NOBODY),)
@@ -46,7 +47,9 @@ def kube_api(kube_assets: Assets) -> Iterator[RealApiServer]:
 
 @pytest.fixture(scope="session")
 def kube_crd(kube_api: RealApiServer) -> dict[str, Any]:
-    """The project's TTSWorkflow CRD, installed and Established (as the server answers it)."""
+    """The project's CRDs (TTSVoice, then TTSWorkflow), installed and Established; returns the
+    TTSWorkflow one as the server answers it."""
+    kube_api.install_crd(yaml.safe_load(VOICE_CRD_FILE.read_text()))
     return kube_api.install_crd(yaml.safe_load(CRD_FILE.read_text()))
 
 

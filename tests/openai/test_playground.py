@@ -101,3 +101,38 @@ def test_the_page_plays_streamed_speech_and_shows_a_refusal(stack: Stack, browse
     assert played["samples"] / 24_000 > 1.5  # seconds of speech received and scheduled
     assert played["chunks"] >= 1
     assert "done" in browser.find_element(By.ID, "status").text
+
+
+def test_the_page_adds_a_voice_and_speaks_in_it(stack: Stack, browser: Any, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile
+    from selenium.webdriver.common.by import By
+
+    recording = tmp_path / "my voice.wav"
+    soundfile.write(recording, 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * 16_000) / 16_000), 16_000)
+    browser.get(f"{stack.url}/playground")
+    browser.find_element(By.ID, "key").send_keys(KEY)
+    browser.find_element(By.ID, "voice-name").send_keys("Not A Name")
+    browser.find_element(By.ID, "voice-file").send_keys(str(recording))
+    browser.find_element(By.ID, "upload").click()
+    refused = wait_for(browser, "uploaded")
+    assert refused["state"] == "failed"
+    assert "not a voice name" in refused["error"]
+
+    name = browser.find_element(By.ID, "voice-name")
+    name.clear()
+    name.send_keys("page-voice")
+    browser.find_element(By.ID, "upload").click()
+    added = wait_for(browser, "uploaded")
+    assert added["state"] == "uploaded", added
+    assert "page-voice" in added["voices"]
+    assert browser.find_element(By.ID, "voice").get_attribute("value") == "page-voice"
+    assert "2.0 s" in browser.find_element(By.ID, "status").text
+    with httpx.Client(base_url=stack.url, headers={"X-API-Key": KEY}) as http:
+        listed = {voice["name"]: voice for voice in http.get("/v1/audio/voices").json()["data"]}
+    assert listed["page-voice"]["duration_seconds"] == 2.0
+
+    browser.find_element(By.ID, "speak").click()
+    played = wait_for(browser, "done")
+    assert played["state"] == "done", played
+    assert played["samples"] > 0

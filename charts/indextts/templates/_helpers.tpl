@@ -129,6 +129,10 @@ app.kubernetes.io/part-of: indextts
   - apiGroups: [tts.indextts.io]
     resources: [ttsworkflows]
     verbs: [get, list, watch, patch, delete]
+  # get/list/watch: the library voices, copied into the workers' bucket (they read no object).
+  - apiGroups: [tts.indextts.io]
+    resources: [ttsvoices]
+    verbs: [get, list, watch]
   # patch: the operator is the one writer of status (merge patches on the status subresource).
   - apiGroups: [tts.indextts.io]
     resources: [ttsworkflows/status]
