@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "crd": "tts_cli.crd_command",
     "gateway": "gateway.cli",
     "local": "local_mode.cli",
+    "models": "tts_cli.models_command",
     "submit": "tts_cli.submit_command",
     "worker": "inference_pod.cli",
     "operator": "tts_operator.cli",

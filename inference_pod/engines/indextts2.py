@@ -94,6 +94,47 @@ class ConditioningCache:
         return len(self._entries)
 
 
+def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) -> list[str]:
+    """The files the package would fail to open: those config.yaml names, and the auxiliary models'
+    files in the hub cache (BigVGAN's only when the vocoder is a hub id, not a folder)."""
+    import yaml
+    from huggingface_hub import try_to_load_from_cache
+
+    from model_store.catalog import INDEXTTS_2
+
+    try:
+        cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return [f"a readable config.yaml ({exc})"]
+    if not isinstance(cfg, dict):
+        return ["a config.yaml that is a mapping"]
+    named = [
+        cfg.get(key) for key in ("gpt_checkpoint", "s2mel_checkpoint", "w2v_stat", "emo_matrix", "spk_matrix")
+    ]
+    named.append((cfg.get("dataset") or {}).get("bpe_model"))
+    gaps = [str(name) for name in named if isinstance(name, str) and not (checkpoint_dir / name).is_file()]
+    qwen = cfg.get("qwen_emo_path")
+    if isinstance(qwen, str) and not (checkpoint_dir / qwen).is_dir():
+        gaps.append(qwen)
+    hub_cache = (hf_home / "hub") if hf_home is not None else None
+    vocoder = str((cfg.get("vocoder") or {}).get("name", ""))
+    hub_files = [
+        (group.repo, filename)
+        for group in INDEXTTS_2.auxiliaries
+        if "bigvgan" not in group.repo
+        for filename in group.files
+    ]
+    vocoder_files = ("config.json", "bigvgan_generator.pt")
+    if vocoder and Path(vocoder).is_dir():
+        gaps += [f"{vocoder}/{name}" for name in vocoder_files if not (Path(vocoder) / name).is_file()]
+    elif vocoder:
+        hub_files += [(vocoder, name) for name in vocoder_files]
+    for repo, filename in hub_files:
+        if not isinstance(try_to_load_from_cache(repo, filename, cache_dir=hub_cache), str):
+            gaps.append(f"{repo}/{filename} (in the hub cache {hub_cache or 'of HF_HOME'})")
+    return gaps
+
+
 def classify_failure(exc: BaseException) -> TTSError:
     """The workflow API's error code for an exception out of torch or the package."""
     if isinstance(exc, TTSError):
@@ -219,6 +260,14 @@ class IndexTTS2Engine:
                 ErrorCode.MODEL_NOT_READY,
                 f"no IndexTTS2 checkpoint at {self.checkpoint_dir} (config.yaml missing); "
                 "mount the checkpoint volume there or set TTS_WORKER_CHECKPOINT_DIR",
+            )
+        gaps = checkpoint_gaps(self.checkpoint_dir, config, self.hf_home)
+        if gaps:
+            shown = ", ".join(gaps[:4]) + (f" and {len(gaps) - 4} more" if len(gaps) > 4 else "")
+            raise TTSError(
+                ErrorCode.MODEL_NOT_READY,
+                f"the IndexTTS2 checkpoint at {self.checkpoint_dir} is incomplete: {shown} missing; "
+                "pull it (indextts-k8s models pull indextts-2 --dir <models folder>) or fill the volume",
             )
         # Strictly offline: the hub is never asked; auxiliary models come from the cache on disk.
         os.environ["HF_HUB_OFFLINE"] = "1"

@@ -400,3 +400,48 @@ def test_the_charts_openai_voices_reach_the_gateways_settings(
     assert settings.openai_voices == {"alloy": "default", "nova": "female_01"}
     assert settings.speech_timeout_seconds == 90
     assert "TTS_GATEWAY_OPENAI_VOICES" not in env_of(container_of(helm.template(), "gateway"))
+
+
+def test_the_model_download_runs_the_pull_before_the_worker_and_the_worker_reads_what_it_made(
+    helm: Helm, tmp_path: Path
+) -> None:
+    import json
+
+    from model_store.catalog import CATALOG
+
+    values = tmp_path / "download.yaml"
+    values.write_text(
+        "models:\n  download: {enabled: true, endpoint: 'http://mirror.local', tokenSecret: hf-token}\n"
+    )
+    docs = helm.template(values=[values])
+    pod = named(docs, "Deployment", component("inference"))["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["args"] == ["models", "pull", "indextts-2", "--dir", "/models"]
+    assert init["image"] == pod["containers"][0]["image"]
+    init_env = {e["name"]: e for e in init["env"]}
+    assert init_env["HF_ENDPOINT"]["value"] == "http://mirror.local"
+    assert init_env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
+    (pull_mount,) = [m for m in init["volumeMounts"] if m["name"] == "models"]
+    assert not pull_mount.get("readOnly", False)
+    (models,) = [v for v in pod["volumes"] if v["name"] == "models"]
+    assert "readOnly" not in models["persistentVolumeClaim"]
+    worker = pod["containers"][0]
+    (worker_mount,) = [m for m in worker["volumeMounts"] if m["name"] == "models"]
+    assert worker_mount["readOnly"] is True
+    env = env_of(worker)
+    settings = WorkerSettings(
+        checkpoint_dir=env["TTS_WORKER_CHECKPOINT_DIR"], hf_home=env["TTS_WORKER_HF_HOME"]
+    )
+    spec = CATALOG["indextts-2"]
+    assert settings.checkpoint_dir == spec.folder(Path("/models"))
+    assert settings.hf_home is not None
+    assert settings.hf_home / "hub" == spec.hub_cache(spec.folder(Path("/models")))
+    # The schema offers exactly the models that can be pulled.
+    schema = json.loads((Path(__file__).parents[2] / "charts/indextts/values.schema.json").read_text())
+    assert schema["properties"]["models"]["properties"]["download"]["properties"]["model"]["enum"] == sorted(
+        CATALOG
+    )
+    assert (
+        "initContainers"
+        not in named(helm.template(), "Deployment", component("inference"))["spec"]["template"]["spec"]
+    )
