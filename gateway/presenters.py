@@ -36,6 +36,10 @@ def audio_url(workflow: TTSWorkflow) -> str:
     return f"/v1/workflows/{workflow_id(workflow)}/audio"
 
 
+def captions_url(workflow: TTSWorkflow) -> str:
+    return f"/v1/workflows/{workflow_id(workflow)}/captions.vtt"
+
+
 def status_url(workflow: TTSWorkflow) -> str:
     return f"/v1/workflows/status/{workflow_id(workflow)}"
 
@@ -131,7 +135,9 @@ def result_response(workflow: TTSWorkflow) -> WorkflowResult | ErrorResponse | N
     match OUTPUT_MODELS[stage.name].model_validate(stage.output):
         case SpeechResult() as speech:
             url = audio_url(workflow) if speech.output_path is not None else None
-            return SpeechResponse(**ids, **speech.model_dump(), audio_url=url)
+            return SpeechResponse(
+                **ids, **speech.model_dump(), audio_url=url, captions_url=captions_url(workflow)
+            )
         case HealthReport() as health:
             return HealthResponse(**ids, **health.model_dump())
         case ModelInfoReport() as info:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tts_api.errors import ErrorCode
-from tts_api.results import GpuReport, ModelInfo, SpeechParameters, VoicePreset
+from tts_api.results import GpuReport, ModelInfo, SegmentTiming, SpeechParameters, VoicePreset
 
 
 class WorkflowApiResponse(BaseModel):
@@ -40,6 +40,10 @@ class SpeechResponse(WorkflowApiResponse):
     audio_url: str | None = Field(
         description="Where to download the WAV: GET this path on the gateway (null when no WAV was kept)."
     )
+    segments: list[SegmentTiming] = Field(
+        default_factory=list, description="Each segment spoken, with its start and end in the audio."
+    )
+    captions_url: str = Field(description="The segments as WebVTT captions: GET this path on the gateway.")
 
 
 class HealthResponse(WorkflowApiResponse):

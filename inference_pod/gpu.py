@@ -16,6 +16,8 @@ class GpuStatus:
     index: int | None = None
     memory_used: int | None = None
     memory_total: int | None = None
+    memory_allocated: int | None = None  # torch's tensors on the device
+    memory_reserved: int | None = None  # what torch's caching allocator holds
 
 
 NO_GPU = GpuStatus(available=False, count=0)
@@ -51,4 +53,6 @@ def probe_gpu(index: int = 0, *, import_torch: bool = True) -> GpuStatus:
         name=str(torch.cuda.get_device_name(index)),
         memory_used=int(total - free),
         memory_total=int(total),
+        memory_allocated=int(torch.cuda.memory_allocated(index)),
+        memory_reserved=int(torch.cuda.memory_reserved(index)),
     )

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tts_api.registry import WorkerEntry
+
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _RTF = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
 
@@ -59,3 +61,44 @@ class WorkerMetrics:
         self.gpu_memory_total = Gauge(
             "tts_worker_gpu_memory_total_bytes", "GPU memory in all (absent on CPU)", ["slot"], registry=r
         )
+        self.gpu_memory_allocated = Gauge(
+            "tts_worker_gpu_memory_allocated_bytes",
+            "GPU memory torch has allocated for tensors (absent on CPU)",
+            ["slot"],
+            registry=r,
+        )
+        self.gpu_memory_reserved = Gauge(
+            "tts_worker_gpu_memory_reserved_bytes",
+            "GPU memory torch's caching allocator holds (absent on CPU)",
+            ["slot"],
+            registry=r,
+        )
+        self.resident_memory = Gauge(
+            "tts_worker_resident_memory_bytes", "The worker process's resident memory", registry=r
+        )
+        self.cache_entries = Gauge(
+            "tts_worker_cache_entries", "Entries in an engine cache", ["slot", "cache"], registry=r
+        )
+        self.cache_capacity = Gauge(
+            "tts_worker_cache_capacity",
+            "The most entries an engine cache keeps",
+            ["slot", "cache"],
+            registry=r,
+        )
+
+    def observe_memory(self, entry: WorkerEntry) -> None:
+        """The memory figures of a registry entry, as gauges."""
+        slot = entry.slot
+        for gauge, value in (
+            (self.gpu_memory_used, entry.gpu_memory_used),
+            (self.gpu_memory_total, entry.gpu_memory_total),
+            (self.gpu_memory_allocated, entry.gpu_memory_allocated),
+            (self.gpu_memory_reserved, entry.gpu_memory_reserved),
+        ):
+            if value is not None:
+                gauge.labels(slot).set(value)
+        if entry.resident_memory is not None:
+            self.resident_memory.set(entry.resident_memory)
+        for name, use in entry.caches.items():
+            self.cache_entries.labels(slot, name).set(use.entries)
+            self.cache_capacity.labels(slot, name).set(use.capacity)

@@ -139,10 +139,11 @@ def generate_speech(
     if sender is not None:
         sender.finish()
     processing_time = time.perf_counter() - started
+    # The WAV's figures where one was written (at the engine's own speed), else the stream's.
+    tempo = 1.0 if written or sender is None else sender.tempo
     result = SpeechResult(
         output_path=written[0] if written else None,
-        # The WAV's figures where one was written (at the engine's own speed), else the stream's.
-        duration=round(outcome.duration / (1.0 if written or sender is None else sender.tempo), 3),
+        duration=round(outcome.duration / tempo, 3),
         sample_rate=outcome.sample_rate if written or sender is None else OUTPUT_SAMPLE_RATE,
         text_length=len(request.text),
         processing_time=round(processing_time, 3),
@@ -157,6 +158,12 @@ def generate_speech(
             max_text_tokens_per_segment=config.max_text_tokens_per_segment,
         ),
         warnings=outcome.warnings,
+        segments=[
+            timing.model_copy(
+                update={"start": round(timing.start / tempo, 3), "end": round(timing.end / tempo, 3)}
+            )
+            for timing in outcome.segments
+        ],
     )
     if written is not None:
         _write(written, outcome, result, root, owner)

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from inference_pod import tasks
 from inference_pod.engines.base import Engine, JobCancelledError, ProgressCallback
 from inference_pod.gpu import NO_GPU, GpuStatus, probe_gpu
+from inference_pod.memory import resident_memory_bytes
 from inference_pod.metrics import WorkerMetrics
 from inference_pod.outcomes import (
     HANDED_BACK_HEADER,
@@ -613,6 +614,10 @@ class Worker:
             gpu=self.gpu.name,
             gpu_memory_used=self.gpu.memory_used,
             gpu_memory_total=self.gpu.memory_total,
+            gpu_memory_allocated=self.gpu.memory_allocated,
+            gpu_memory_reserved=self.gpu.memory_reserved,
+            resident_memory=resident_memory_bytes(),
+            caches=self.engine.caches(),
             jobs_succeeded=self.jobs_succeeded,
             jobs_failed=self.jobs_failed,
             started_at=self.started_at,
@@ -624,10 +629,9 @@ class Worker:
             return
         if self.gpu.available:
             self.gpu = await asyncio.to_thread(probe_gpu, self.gpu_index or 0, import_torch=False)
-            if self.gpu.memory_used is not None and self.gpu.memory_total is not None:
-                self.metrics.gpu_memory_used.labels(self.slot).set(self.gpu.memory_used)
-                self.metrics.gpu_memory_total.labels(self.slot).set(self.gpu.memory_total)
-        await self._bucket.put(registry_key(self.worker_id), encode_entry(self.registry_entry()))
+        entry = self.registry_entry()
+        self.metrics.observe_memory(entry)
+        await self._bucket.put(registry_key(self.worker_id), encode_entry(entry))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

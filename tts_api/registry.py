@@ -31,6 +31,17 @@ class ModelState(StrEnum):
     ERROR = "error"
 
 
+class CacheUse(BaseModel):
+    """One bounded cache of a worker: how full it is, and how well it serves."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    entries: int = Field(ge=0)
+    capacity: int = Field(ge=0)
+    hits: int = Field(default=0, ge=0)
+    misses: int = Field(default=0, ge=0)
+
+
 class WorkerEntry(BaseModel):
     """What one worker says about itself: its slot, its job in hand, its GPU and its model."""
 
@@ -50,6 +61,18 @@ class WorkerEntry(BaseModel):
     gpu: str | None = Field(default=None, description="GPU name, None on CPU.")
     gpu_memory_used: int | None = Field(default=None, ge=0, description="Bytes in use on the GPU.")
     gpu_memory_total: int | None = Field(default=None, ge=0, description="Bytes on the GPU.")
+    gpu_memory_allocated: int | None = Field(
+        default=None, ge=0, description="Bytes torch has allocated on the GPU for tensors (CUDA engines)."
+    )
+    gpu_memory_reserved: int | None = Field(
+        default=None, ge=0, description="Bytes torch's caching allocator holds on the GPU (CUDA engines)."
+    )
+    resident_memory: int | None = Field(
+        default=None, ge=0, description="The worker process's resident bytes."
+    )
+    caches: dict[str, CacheUse] = Field(
+        default_factory=dict, description="The engine's bounded caches (speaker, emotion conditioning)."
+    )
     jobs_succeeded: int = Field(default=0, ge=0)
     jobs_failed: int = Field(default=0, ge=0)
     started_at: datetime = Field(default_factory=utcnow)

@@ -56,6 +56,14 @@ class SpeechParameters(ResultModel):
     max_text_tokens_per_segment: int | None = None
 
 
+class SegmentTiming(ResultModel):
+    """One segment of the text as spoken: its words and where they fall in the audio."""
+
+    text: str
+    start: float = Field(ge=0, description="Seconds from the start of the audio.")
+    end: float = Field(ge=0, description="Seconds from the start of the audio.")
+
+
 class SpeechResult(ResultModel):
     """Output of ``indextts.generate_speech``: the workflow API's response fields."""
 
@@ -71,6 +79,10 @@ class SpeechResult(ResultModel):
     warnings: list[str] = Field(
         default_factory=list,
         description="What the engine could not honour, e.g. voice cloning on an engine without it.",
+    )
+    segments: list[SegmentTiming] = Field(
+        default_factory=list,
+        description="Each segment the engine spoke, with its start and end in the audio (captions).",
     )
 
 

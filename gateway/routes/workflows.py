@@ -13,10 +13,11 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from gateway.app_state import Opened, Policy, Settings
 from gateway.backend import BackendUnavailableError
+from gateway.captions import webvtt
 from gateway.client_json import parse_client_json
 from gateway.error_bodies import error_json, not_found
 from gateway.metrics import WORKFLOWS_SUBMITTED
@@ -223,6 +224,34 @@ async def workflow_audio(workflow_id: WorkflowId, opened: Opened, policy: Policy
     if not path.is_file():
         raise TTSError(ErrorCode.PROCESSING_ERROR, f"{result.output_path} is no longer on the shared volume")
     return FileResponse(path, media_type="audio/wav", filename=path.name)
+
+
+@router.get(
+    "/v1/workflows/{workflow_id}/captions.vtt",
+    response_class=Response,
+    summary="The speech's captions (WebVTT)",
+    responses={
+        200: {
+            "description": "One cue per segment spoken",
+            "content": {"text/vtt": {"schema": {"type": "string"}}},
+        },
+        **ID_ERRORS,
+        400: error("INVALID_INPUT: not a workflow id (field workflow_id), or the workflow has no speech yet"),
+    },
+)
+async def workflow_captions(workflow_id: WorkflowId, opened: Opened) -> Response:
+    workflow = await opened.backend().get(workflow_id)
+    if workflow is None:
+        return not_found(workflow_id)
+    result = workflow.status.result
+    if workflow.status.phase is not Phase.SUCCEEDED or result is None:
+        state = workflow.status.phase.value.lower()
+        raise TTSError(
+            ErrorCode.INVALID_INPUT,
+            f"workflow {workflow_id} has no captions (it is {state}; they exist once "
+            "indextts.generate_speech has succeeded)",
+        )
+    return PlainTextResponse(webvtt(result.segments), media_type="text/vtt")
 
 
 @router.delete(

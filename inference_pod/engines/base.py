@@ -10,8 +10,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from tts_api.registry import ModelState
-from tts_api.results import Capabilities, ModelInfo
+from tts_api.registry import CacheUse, ModelState
+from tts_api.results import Capabilities, ModelInfo, SegmentTiming
 
 # Called by an engine after each segment with (segments done, segments total). The worker's callback
 # raises :class:`JobCancelledError` when the job was cancelled, which stops the engine between segments.
@@ -47,6 +47,7 @@ class SynthesisOutcome:
     samples: npt.NDArray[np.int16]
     sample_rate: int
     warnings: list[str] = field(default_factory=list)
+    segments: list[SegmentTiming] = field(default_factory=list)  # each segment's text and time span
 
     @property
     def duration(self) -> float:
@@ -64,6 +65,13 @@ class EngineDescription:
     model_path: str | None = None
 
 
+def segment_timing(text: str, start: int, length: int, rate: int) -> SegmentTiming:
+    """A segment of ``length`` samples from sample ``start``, at ``rate``, in seconds."""
+    return SegmentTiming(
+        text=text.strip(), start=round(start / rate, 3), end=round((start + length) / rate, 3)
+    )
+
+
 class Engine(Protocol):
     """Load once; then synthesize many times, one call at a time."""
 
@@ -79,6 +87,10 @@ class Engine(Protocol):
 
     def load(self) -> None:
         """Load the model; sets ``state`` to ready, or to error and raises."""
+
+    def caches(self) -> dict[str, CacheUse]:
+        """The engine's bounded caches by name (none for an engine that keeps nothing per voice)."""
+        ...
 
     def synthesize(
         self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None

@@ -22,12 +22,13 @@ from inference_pod.engines.base import (
     ProgressCallback,
     SynthesisOutcome,
     SynthesisRequest,
+    segment_timing,
 )
 from inference_pod.engines.prosody import Prosody, prosody_for, vector_from_text
 from inference_pod.engines.segments import has_cjk, split_segments
 from tts_api.errors import ErrorCode, TTSError
-from tts_api.registry import ModelState
-from tts_api.results import Capabilities
+from tts_api.registry import CacheUse, ModelState
+from tts_api.results import Capabilities, SegmentTiming
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ class EspeakEngine:
     def state(self) -> ModelState:
         return self._state
 
+    def caches(self) -> dict[str, CacheUse]:
+        return {}  # nothing is kept per voice
+
     @property
     def description(self) -> EngineDescription:
         library = self._library
@@ -199,6 +203,8 @@ class EspeakEngine:
             )
         pause = np.zeros(int(SEGMENT_PAUSE * library.sample_rate), dtype=np.int16)
         pieces: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+        timings: list[SegmentTiming] = []
+        offset = 0
         progress(0, len(segments))
         for done, segment in enumerate(segments, start=1):
             try:
@@ -206,10 +212,16 @@ class EspeakEngine:
             except RuntimeError as exc:
                 raise TTSError(ErrorCode.PROCESSING_ERROR, f"espeak-ng failed: {exc}") from exc
             for piece in (pause, spoken) if pieces else (spoken,):
+                if piece is spoken:
+                    timings.append(segment_timing(segment, offset, len(spoken), library.sample_rate))
+                offset += len(piece)
                 pieces.append(piece)
                 if audio is not None:
                     audio(piece, library.sample_rate)
             progress(done, len(segments))
         return SynthesisOutcome(
-            samples=np.concatenate(pieces), sample_rate=library.sample_rate, warnings=warnings
+            samples=np.concatenate(pieces),
+            sample_rate=library.sample_rate,
+            warnings=warnings,
+            segments=timings,
         )

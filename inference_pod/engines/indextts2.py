@@ -28,11 +28,12 @@ from inference_pod.engines.base import (
     ProgressCallback,
     SynthesisOutcome,
     SynthesisRequest,
+    segment_timing,
 )
 from inference_pod.settings import WorkerSettings
 from tts_api.errors import ErrorCode, TTSError, invalid_input
-from tts_api.registry import ModelState
-from tts_api.results import Capabilities
+from tts_api.registry import CacheUse, ModelState
+from tts_api.results import Capabilities, SegmentTiming
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class ConditioningCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def use(self) -> CacheUse:
+        return CacheUse(entries=len(self), capacity=self.size, hits=self.hits, misses=self.misses)
 
 
 def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) -> list[str]:
@@ -226,6 +230,9 @@ class IndexTTS2Engine:
     def state(self) -> ModelState:
         return self._state
 
+    def caches(self) -> dict[str, CacheUse]:
+        return {"speaker": self.speaker_cache.use(), "emotion": self.emotion_cache.use()}
+
     @property
     def description(self) -> EngineDescription:
         return EngineDescription(
@@ -346,9 +353,11 @@ class IndexTTS2Engine:
 
     # --- synthesis -----------------------------------------------------------------------------
 
-    def segment_count(self, text: str, max_tokens: int) -> int:
+    def segment_texts(self, text: str, max_tokens: int) -> list[str]:
+        """The text of each segment the package will speak, as its tokenizer normalizes it."""
         tokenizer = self.model.tokenizer
-        return max(1, len(tokenizer.split_segments(tokenizer.tokenize(text), max_tokens)))
+        segments = tokenizer.split_segments(tokenizer.tokenize(text), max_tokens)
+        return ["".join(tokens).replace("▁", " ").strip() for tokens in segments] or [text]
 
     def synthesize(
         self, request: SynthesisRequest, progress: ProgressCallback, audio: AudioCallback | None = None
@@ -369,7 +378,7 @@ class IndexTTS2Engine:
             warnings.append("emotion_reference was not used: emotion_vector or emotion_text takes precedence")
         with self._lock:
             try:
-                samples = self._infer(infer_arguments(request, speaker), request, progress, audio)
+                samples, timings = self._infer(infer_arguments(request, speaker), request, progress, audio)
             except JobCancelledError:
                 raise
             except Exception as exc:
@@ -377,7 +386,7 @@ class IndexTTS2Engine:
                 if error.code is ErrorCode.INSUFFICIENT_MEMORY:
                     self._release_cached_memory()
                 raise error from exc
-        return SynthesisOutcome(samples=samples, sample_rate=SAMPLE_RATE, warnings=warnings)
+        return SynthesisOutcome(samples=samples, sample_rate=SAMPLE_RATE, warnings=warnings, segments=timings)
 
     def _release_cached_memory(self) -> None:
         """After running out of GPU memory, hand torch's cached blocks back before the next job."""
@@ -392,10 +401,13 @@ class IndexTTS2Engine:
         request: SynthesisRequest,
         progress: ProgressCallback,
         audio: AudioCallback | None,
-    ) -> Any:
-        total = self.segment_count(request.text, request.max_text_tokens_per_segment)
+    ) -> tuple[npt.NDArray[np.int16], list[SegmentTiming]]:
+        texts = self.segment_texts(request.text, request.max_text_tokens_per_segment)
+        total = len(texts)
         progress(0, total)
         pieces: list[npt.NDArray[np.int16]] = []
+        timings: list[SegmentTiming] = []
+        offset = 0
         stream = self.model.infer(**arguments, stream_return=True, **self.generation)
         try:
             # The stream yields each segment's audio, then the silence that follows it; a silence is
@@ -403,10 +415,14 @@ class IndexTTS2Engine:
             for index, piece in enumerate(stream):
                 if index % 2 == 1:
                     pieces.append(as_int16(piece))
+                    offset += len(pieces[-1])
                     continue
                 if pieces and audio is not None:
                     audio(pieces[-1], SAMPLE_RATE)
                 pieces.append(as_int16(piece))
+                text = texts[index // 2] if index // 2 < total else ""
+                timings.append(segment_timing(text, offset, len(pieces[-1]), SAMPLE_RATE))
+                offset += len(pieces[-1])
                 if audio is not None:
                     audio(pieces[-1], SAMPLE_RATE)
                 progress(min(index // 2 + 1, total), total)
@@ -416,7 +432,7 @@ class IndexTTS2Engine:
             pieces.pop()  # the silence after the last segment
         if not pieces:
             raise TTSError(ErrorCode.PROCESSING_ERROR, "IndexTTS2 produced no audio for this text")
-        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.int16)
+        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.int16), timings
 
 
 def as_int16(piece: Any) -> npt.NDArray[np.int16]:

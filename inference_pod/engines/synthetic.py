@@ -17,9 +17,10 @@ from inference_pod.engines.base import (
     ProgressCallback,
     SynthesisOutcome,
     SynthesisRequest,
+    segment_timing,
 )
 from inference_pod.engines.segments import split_segments
-from tts_api.registry import ModelState
+from tts_api.registry import CacheUse, ModelState
 from tts_api.results import Capabilities
 
 SAMPLE_RATE = 22050
@@ -38,6 +39,9 @@ class SyntheticEngine:
     @property
     def state(self) -> ModelState:
         return self._state
+
+    def caches(self) -> dict[str, CacheUse]:
+        return {}  # nothing is kept per voice
 
     @property
     def description(self) -> EngineDescription:
@@ -69,4 +73,7 @@ class SyntheticEngine:
                 audio(pieces[-1], SAMPLE_RATE)
             progress(done, len(segments))
         warnings = ["the synthetic engine emits a tone, not speech"]
-        return SynthesisOutcome(samples=np.concatenate(pieces), sample_rate=SAMPLE_RATE, warnings=warnings)
+        timings = [segment_timing(text, n * count, count, SAMPLE_RATE) for n, text in enumerate(segments)]
+        return SynthesisOutcome(
+            samples=np.concatenate(pieces), sample_rate=SAMPLE_RATE, warnings=warnings, segments=timings
+        )

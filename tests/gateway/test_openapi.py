@@ -35,7 +35,7 @@ async def test_every_error_status_has_the_error_body_and_none_is_422(gateway: Ga
         for path, methods in document["paths"].items()
         for method, operation in methods.items()
     ]
-    assert len(operations) == 14
+    assert len(operations) == 15
     assert {name for name, _ in operations} >= OPENAI_ROUTES
     for name, operation in operations:
         responses = operation["responses"]

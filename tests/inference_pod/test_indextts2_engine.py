@@ -6,6 +6,7 @@ package's own classes; the engine loads it through ``IndexTTS2(...)`` as product
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import Callable
@@ -194,6 +195,13 @@ def test_each_segment_is_handed_on_as_it_is_made_and_the_pieces_are_the_whole(
     # Each segment's audio comes before its progress, the first before the second segment is made.
     first_audio = events.index(("audio", len(pieces[0])))
     assert first_audio < events.index(("progress", 1)) < events.index(("progress", 2))
+    # The captions: each segment's text (as the tokenizer writes it) over its own stretch of audio.
+    assert len(outcome.segments) == len(pieces[::2]) >= 2
+    assert all(segment.text for segment in outcome.segments)
+    assert any(character in outcome.segments[0].text for character in "你好测试")
+    spoken = [round(len(piece) / 22_050, 3) for piece in pieces[::2]]
+    assert [round(s.end - s.start, 3) for s in outcome.segments] == pytest.approx(spoken, abs=0.002)
+    assert outcome.segments[-1].end == pytest.approx(outcome.duration, abs=0.002)
 
 
 @pytest.mark.parametrize(
@@ -257,13 +265,29 @@ async def test_a_job_through_nats_on_the_indextts2_engine(
     bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy, share: Path, engine: IndexTTS2Engine
 ) -> None:
     write_voice(share / "voices" / "speaker.wav")
-    await start_worker(engine)
+    worker = await start_worker(engine)
     job = speech_job("i2", policy, text=TEXT, reference_audio="/share/voices/speaker.wav", emotion_alpha=0.8)
     await bus.publish(job)
     result = SpeechResult.model_validate((await bus.completed(job.job_id, seconds=60)).output)
     assert result.model_info.model_type == "IndexTTS2"
     assert result.sample_rate == 22050
     assert (share / "workflows" / "output" / "i2.wav").stat().st_size > 44
+    # The caches' use and the process's memory: in the registry entry (heartbeats) and in /metrics.
+    entry = worker.registry_entry()
+    assert set(entry.caches) == {"speaker", "emotion"}
+    assert 1 <= entry.caches["speaker"].entries <= entry.caches["speaker"].capacity == 4
+    assert entry.resident_memory is not None
+    assert entry.resident_memory > 100 * 2**20
+    assert entry.gpu_memory_allocated is None  # on CPU
+    samples = worker.metrics.registry.get_sample_value
+    cache = {"slot": worker.slot, "cache": "speaker"}
+    deadline = time.monotonic() + 10
+    while samples("tts_worker_cache_capacity", cache) is None:
+        assert time.monotonic() < deadline, "the cache gauges never appeared"
+        await asyncio.sleep(0.1)
+    assert samples("tts_worker_cache_capacity", cache) == 4
+    assert (samples("tts_worker_cache_entries", cache) or 0) >= 1
+    assert (samples("tts_worker_resident_memory_bytes") or 0) > 100 * 2**20
 
 
 def test_running_out_of_gpu_memory_inside_infer_is_insufficient_memory(
@@ -282,3 +306,31 @@ def test_running_out_of_gpu_memory_inside_infer_is_insufficient_memory(
         engine.model.infer = real_infer
     assert caught.value.code is ErrorCode.INSUFFICIENT_MEMORY
     assert engine.state is ModelState.READY  # the model stays loaded for the next job
+
+
+@pytest.mark.timeout(900)  # 200 syntheses: about 2 minutes on two cores
+def test_memory_levels_off_over_200_requests_in_20_voices(
+    engine: IndexTTS2Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every cache is bounded: with more voices than the caches hold, each request evicts one, and the
+    worker's resident memory stops growing once the caches are full."""
+    from inference_pod.memory import resident_memory_bytes
+
+    folder = tmp_path_factory.mktemp("many-voices")
+    voices = [write_voice(folder / f"v{n}.wav", seconds=0.6 + 0.01 * n) for n in range(20)]
+    resident: list[int] = []
+    for request in range(200):
+        voice = voices[request % len(voices)]
+        engine.synthesize(SynthesisRequest(text="你好。", reference_audio=voice), lambda d, t: None)
+        resident.append(resident_memory_bytes())
+        for use in engine.caches().values():
+            assert use.entries <= use.capacity == 4
+    caches = engine.caches()
+    assert caches["speaker"].misses >= 190  # 20 voices through 4 places: almost every request misses
+    settled, last = resident[99], max(resident[100:])
+    growth_mb = (last - settled) / 2**20
+    print(
+        f"resident memory: {resident[0] / 2**20:.0f} MB after 1, {settled / 2**20:.0f} MB after 100, "
+        f"at most {last / 2**20:.0f} MB over the last 100"
+    )
+    assert growth_mb < 32, f"resident memory grew {growth_mb:.0f} MB over the last 100 requests"

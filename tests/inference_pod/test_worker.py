@@ -59,6 +59,10 @@ async def test_a_job_becomes_a_wav_with_the_reported_duration_and_events_in_orde
     assert samples("tts_worker_real_time_factor_count") == 1
     assert samples("tts_worker_audio_seconds_sum") == pytest.approx(result.duration, abs=0.01)
     assert samples("tts_worker_model_ready", {"slot": "cpu0"}) == 1
+    entry = worker.registry_entry()
+    assert entry.caches == {}  # espeak keeps nothing per voice
+    assert entry.resident_memory is not None
+    assert entry.resident_memory > 10 * 2**20
 
 
 async def test_bad_reference_audio_fails_with_invalid_input_and_is_not_redelivered(

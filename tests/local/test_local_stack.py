@@ -6,6 +6,7 @@ worker, the operator's runner, the gateway on HTTP.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from collections.abc import Iterator
@@ -366,3 +367,37 @@ def test_the_readmes_openai_speech_command_gives_an_mp3(tmp_path: Path) -> None:
         assert stream.codec_context.name.startswith("mp3")  # FFmpeg decodes it with mp3float
         seconds = sum(frame.samples for frame in container.decode(stream)) / stream.codec_context.sample_rate
     assert seconds > 0.5
+
+
+def test_the_captions_of_a_speech_give_each_segment_its_time(stack: Stack) -> None:
+    sentences = [
+        "The first sentence of this test is long enough to fill half a segment.",
+        "Then a second sentence follows it with about as many words as that.",
+        "And a third one ends the whole test with a dozen words too.",
+    ]
+    text = " ".join(sentences)
+    with stack.client() as client:
+        body = speech(text, "workflows/output/captioned.wav", max_text_tokens_per_segment=20)
+        made = client.post("/v1/workflows", json=body)  # at most 20 words a segment: a sentence each
+        assert made.status_code == 200, made.text
+        segments = made.json()["segments"]
+        captions = client.get(made.json()["captions_url"])
+        pending = client.post(
+            "/v1/workflows", params={"async": "true"}, json=speech("Later.", "workflows/output/later.wav")
+        ).json()["workflow_id"]
+        early = client.get(f"/v1/workflows/{pending}/captions.vtt")
+        missing = client.get("/v1/workflows/wf-nothing-here/captions.vtt")
+    assert [s["text"] for s in segments] == sentences
+    assert segments[0]["start"] == 0
+    for before, after in itertools.pairwise(segments):
+        assert before["start"] < before["end"] < after["start"] < after["end"]
+    assert segments[-1]["end"] == pytest.approx(made.json()["duration"], abs=0.01)
+    assert captions.status_code == 200
+    assert captions.headers["content-type"].startswith("text/vtt")
+    lines = captions.text.splitlines()
+    assert lines[0] == "WEBVTT"
+    assert lines[2:5] == ["1", f"00:00:00.000 --> 00:00:0{segments[0]['end']:.3f}", segments[0]["text"]]
+    assert captions.text.count(" --> ") == 3
+    assert early.status_code in (200, 400)  # finished already, or not yet: never a 500
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "WORKFLOW_NOT_FOUND"
