@@ -6,11 +6,10 @@ record (a volume filled by hand, an offline cluster) is counted as present, unve
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-from huggingface_hub import try_to_load_from_cache
 
 from model_store.catalog import HubFiles, ModelSpec
 from model_store.records import COMPLETE_MARKER, content_matches, read_records, record_key
@@ -66,10 +65,23 @@ def locate(spec: ModelSpec, folder: Path, group: HubFiles, filename: str) -> Pat
     if group is spec.checkpoint:
         path = folder / filename
         return path if path.is_file() else None
-    found = try_to_load_from_cache(
-        group.repo, filename, cache_dir=spec.hub_cache(folder), revision=group.revision
-    )
-    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
+    return hub_cache_file(spec.hub_cache(folder), group.repo, filename, group.revision)
+
+
+def hub_cache_file(cache: Path | None, repo: str, filename: str, revision: str = "main") -> Path | None:
+    """A file of ``repo`` in a hub cache laid out as huggingface_hub lays it out, when it is there.
+
+    Read by path, without importing huggingface_hub: it fixes its cache folder (``HF_HOME``) when first
+    imported, and a worker sets ``HF_HOME`` only as its engine loads. ``cache`` None: the default one.
+    """
+    if cache is None:
+        home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+        cache = Path(os.environ.get("HF_HUB_CACHE") or home / "hub")
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    ref = folder / "refs" / revision
+    commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else revision
+    path = folder / "snapshots" / commit / filename
+    return path if path.is_file() else None
 
 
 def check_model(spec: ModelSpec, folder: Path, *, verify: bool = True) -> ModelCheck:

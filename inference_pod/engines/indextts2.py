@@ -102,9 +102,9 @@ def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) ->
     """The files the package would fail to open: those config.yaml names, and the auxiliary models'
     files in the hub cache (BigVGAN's only when the vocoder is a hub id, not a folder)."""
     import yaml
-    from huggingface_hub import try_to_load_from_cache
 
     from model_store.catalog import INDEXTTS_2
+    from model_store.inventory import hub_cache_file
 
     try:
         cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
@@ -134,7 +134,7 @@ def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) ->
     elif vocoder:
         hub_files += [(vocoder, name) for name in vocoder_files]
     for repo, filename in hub_files:
-        if not isinstance(try_to_load_from_cache(repo, filename, cache_dir=hub_cache), str):
+        if hub_cache_file(hub_cache, repo, filename) is None:
             gaps.append(f"{repo}/{filename} (in the hub cache {hub_cache or 'of HF_HOME'})")
     return gaps
 

@@ -30,6 +30,11 @@ HEADLINE_KEYS = {
     "engine_wrapper_overhead_pct",
     "speaker_cache_speedup",
     "model_load_s",
+    "indextts2_load_s",
+    "indextts2_cpu_ttfa_ms",
+    "indextts2_cpu_rtf",
+    "espeak_load_ms",
+    "espeak_ttfa_ms",
     "espeak_rtf",
     "gateway_rss_mb_loaded",
     "growth_rss_mb_round1",
@@ -59,7 +64,17 @@ REQUIRED = {
         "baseline_busy_fraction_w4",
     ],
     "scaling": ["busy_fraction_w1", "busy_fraction_w2", "busy_fraction_w4"],
-    "engine": ["engine_wrapper_overhead_pct", "speaker_cache_speedup", "model_load_s", "espeak_rtf"],
+    "engine": [
+        "engine_wrapper_overhead_pct",
+        "speaker_cache_speedup",
+        "model_load_s",
+        "indextts2_load_s",
+        "indextts2_cpu_ttfa_ms",
+        "indextts2_cpu_rtf",
+        "espeak_load_ms",
+        "espeak_ttfa_ms",
+        "espeak_rtf",
+    ],
     "memory": [],
     "growth": ["growth_rss_mb_round1", "growth_rss_mb_round3", "growth_statistics_ms_round3"],
     "speech": [
@@ -143,6 +158,8 @@ def test_the_celery_baseline_produces_its_figures(tmp_path: Path) -> None:
 def test_the_engine_and_memory_parts_produce_their_figures(tmp_path: Path) -> None:
     results = run_parts(tmp_path, ["engine", "memory"])
     assert {"worker_rss_mb_espeak", "worker_hwm_mb_espeak"} <= results.keys()
+    assert results["indextts2_cpu_ttfa_ms"] > 0
+    assert results["espeak_ttfa_ms"] > 0
 
 
 def test_the_kubernetes_api_cost_part_produces_its_figures(tmp_path: Path, kube_assets: Assets) -> None:

@@ -56,7 +56,8 @@ def hub() -> Iterator[Hub]:
 
 
 def models(hub: Hub, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    # As a user's shell would have it: none of the hub settings an engine loaded in this process set.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(Path(args[-1]).parent / "hf-home"))
     if token is not None:
         env["HF_TOKEN"] = token
@@ -187,7 +188,7 @@ def test_a_missing_repository_a_token_and_an_unknown_model_are_said_plainly(hub:
 
 
 def test_the_worker_names_what_a_pulled_checkpoint_lacks_before_it_loads_anything(
-    hub: Hub, tmp_path: Path
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from inference_pod.engines.indextts2 import IndexTTS2Engine, checkpoint_gaps
     from tts_api.errors import ErrorCode, TTSError
@@ -204,6 +205,11 @@ def test_the_worker_names_what_a_pulled_checkpoint_lacks_before_it_loads_anythin
     gaps = checkpoint_gaps(folder, folder / "config.yaml", hf_home)
     assert gaps[0] == "gpt.pth"
     assert gaps[1].startswith("funasr/campplus/campplus_cn_common.bin")
+    for name in ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # the engine sets them: restored after
+        had = os.environ.get(name)
+        monkeypatch.setenv(name, had or "")  # remembered as it was, absent included
+        if had is None:
+            monkeypatch.delenv(name)
     engine = IndexTTS2Engine(folder, hf_home=hf_home, device="cpu")
     with pytest.raises(TTSError) as refused:
         engine.load()
