@@ -35,6 +35,7 @@ from tts_api.constants import Phase
 from tts_api.errors import ErrorCode, TTSError, invalid_input
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflow, TTSWorkflowSpec
+from tts_api.results import SpeechResult
 from tts_api.shared_paths import SharedPathError
 from tts_api.validation import parse_request
 from tts_api.voices import is_voice_name
@@ -179,6 +180,19 @@ async def workflow_result(workflow_id: WorkflowId, opened: Opened) -> Response:
     return result_json(workflow)
 
 
+def speech_of(workflow: TTSWorkflow, workflow_id: str, what: str) -> SpeechResult:
+    """The workflow's speech result; ``INVALID_INPUT`` saying why there is no ``what`` yet."""
+    result = workflow.status.result
+    if workflow.status.phase is not Phase.SUCCEEDED or result is None:
+        state = workflow.status.phase.value.lower()
+        raise TTSError(
+            ErrorCode.INVALID_INPUT,
+            f"workflow {workflow_id} has no {what} (it is {state}; there is none until "
+            "indextts.generate_speech has succeeded)",
+        )
+    return result
+
+
 @router.get(
     "/v1/workflows/{workflow_id}/audio",
     response_class=FileResponse,
@@ -197,14 +211,7 @@ async def workflow_audio(workflow_id: WorkflowId, opened: Opened, policy: Policy
     workflow = await opened.backend().get(workflow_id)
     if workflow is None:
         return not_found(workflow_id)
-    result = workflow.status.result
-    if workflow.status.phase is not Phase.SUCCEEDED or result is None:
-        state = workflow.status.phase.value.lower()
-        raise TTSError(
-            ErrorCode.INVALID_INPUT,
-            f"workflow {workflow_id} has no audio (it is {state}; audio exists once "
-            "indextts.generate_speech has succeeded)",
-        )
+    result = speech_of(workflow, workflow_id, "audio")
     if result.output_path is None:
         raise TTSError(
             ErrorCode.INVALID_INPUT,
@@ -243,14 +250,7 @@ async def workflow_captions(workflow_id: WorkflowId, opened: Opened) -> Response
     workflow = await opened.backend().get(workflow_id)
     if workflow is None:
         return not_found(workflow_id)
-    result = workflow.status.result
-    if workflow.status.phase is not Phase.SUCCEEDED or result is None:
-        state = workflow.status.phase.value.lower()
-        raise TTSError(
-            ErrorCode.INVALID_INPUT,
-            f"workflow {workflow_id} has no captions (it is {state}; they exist once "
-            "indextts.generate_speech has succeeded)",
-        )
+    result = speech_of(workflow, workflow_id, "captions")
     return PlainTextResponse(webvtt(result.segments), media_type="text/vtt")
 
 
