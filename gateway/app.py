@@ -22,7 +22,7 @@ from gateway.openapi import EVERY_ROUTE_ERRORS, install_openapi
 from gateway.routes import monitoring, openai, operations, playground, voices, workflows
 from gateway.serving_log import log
 from gateway.settings import GatewaySettings
-from gateway.voice_presets import presets_of
+from gateway.voice_presets import PresetsFile
 from gateway.worker_directory import WorkerDirectory
 from tts_api.nats_names import VOICES_BUCKET
 from tts_api.policy import ValidationPolicy
@@ -52,7 +52,7 @@ def opening(
         async with open_backend() as backend, open_workers() as directory:
             store = await open_voices(settings, directory)
             opened.workflows, opened.workers = backend, directory
-            opened.voices = VoiceLibrary(lambda: presets_of(settings), store)
+            opened.voices = VoiceLibrary(PresetsFile(settings.presets_file), store)
             log.info("gateway ready on %s:%s", settings.host, settings.port)
             yield
             opened.workflows = opened.workers = opened.voices = None

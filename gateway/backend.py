@@ -48,4 +48,9 @@ class WorkflowBackend(Protocol):
         ...
 
 
+def finished(workflow: TTSWorkflow) -> bool:
+    """The predicate to ``wait`` for a workflow's end: succeeded, failed or cancelled."""
+    return workflow.status.phase.finished
+
+
 BackendFactory = Callable[[], AbstractAsyncContextManager[WorkflowBackend]]

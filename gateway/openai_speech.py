@@ -143,8 +143,7 @@ def speech_spec(
         fields["emotion_text"] = fields["emotion_text"] or voice.emotion_text
         if voice.emotion_alpha is not None:
             fields["emotion_alpha"] = voice.emotion_alpha
-        if policy.voice_presets is not None:
-            policy = policy.model_copy(update={"voice_presets": policy.voice_presets | {voice.name}})
+        policy = policy.knowing_voices({voice.name})
     try:
         config = IndexTTSConfig.model_validate(fields, context={"policy": policy})
     except ValidationError as exc:

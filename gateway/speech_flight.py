@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from gateway.backend import WorkflowBackend
+from gateway.backend import WorkflowBackend, finished
 from gateway.openai_errors import OpenAIError
 from gateway.openai_speech import SPEECH_FIELDS
 from gateway.speech_relay import BrokenStreamError, SpeechRelay
@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 5.0
 # Deletions of abandoned workflows, kept until they are done (a cancelled response cannot await them).
 _cleanups: set[asyncio.Task[None]] = set()
-
-
-def finished(workflow: TTSWorkflow) -> bool:
-    return workflow.status.phase.finished
 
 
 class SpeechInFlight:

@@ -10,6 +10,7 @@ context::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,13 @@ class ValidationPolicy(BaseSettings):
                 f"TTS_OUTPUT_DIR must be a folder relative to the shared root, got {self.output_dir!r}"
             )
         return self
+
+    def knowing_voices(self, names: Iterable[str]) -> ValidationPolicy:
+        """This policy with ``names`` (stored voices found for a request) accepted beside the presets."""
+        added = frozenset(names)
+        if self.voice_presets is None or added <= self.voice_presets:
+            return self
+        return self.model_copy(update={"voice_presets": self.voice_presets | added})
 
     def output_folder(self, namespace: str | None = None) -> str:
         """The API path outputs must lie under; a namespace's own folder with ``output_per_namespace``."""

@@ -29,6 +29,7 @@ from tts_api.shared_paths import SharedPathError
 from tts_api.voices import (
     MAX_CLIP_SECONDS,
     MIN_CLIP_SECONDS,
+    VOICE_NAME_PATTERN,
     VOICE_NAME_RULE,
     VoiceRecord,
     VoiceSpec,
@@ -135,7 +136,7 @@ UPLOAD_FORM = {
                     "type": "object",
                     "required": ["name", "file"],
                     "properties": {
-                        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+                        "name": {"type": "string", "pattern": VOICE_NAME_PATTERN},
                         "file": {
                             "type": "string",
                             "format": "binary",
@@ -175,13 +176,8 @@ async def upload_voice(request: Request, opened: Opened, policy: Policy) -> Voic
     fields, data = await read_upload(request)
     name = fields.pop("name")
     library = opened.library()
-    if name == ENGINE_VOICE or name in library.presets() or await voice_of(library, name) is not None:
-        raise OpenAIError(
-            409,
-            f"name: a voice {name!r} exists already; pick another name",
-            param="name",
-            code="voice_exists",
-        )
+    if name == ENGINE_VOICE or await voice_of(library, name) is not None:  # a preset's name included
+        raise name_taken(name)
     try:
         clip = await asyncio.to_thread(accept_clip, data)
     except ClipError as exc:
@@ -210,15 +206,16 @@ async def upload_voice(request: Request, opened: Opened, policy: Policy) -> Voic
     try:
         await library.store.create(record)
     except VoiceExistsError:
-        raise OpenAIError(
-            409,
-            f"name: a voice {name!r} exists already; pick another name",
-            param="name",
-            code="voice_exists",
-        ) from None
+        raise name_taken(name) from None
     except VoiceLibraryUnavailableError as exc:
         raise unavailable(exc) from None
     return Voice.of(LibraryVoice.of_record(record))
+
+
+def name_taken(name: str) -> OpenAIError:
+    return OpenAIError(
+        409, f"name: a voice {name!r} exists already; pick another name", param="name", code="voice_exists"
+    )
 
 
 async def read_upload(request: Request) -> tuple[dict[str, Any], bytes]:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from gateway.app_state import Opened, Policy, Settings
-from gateway.backend import BackendUnavailableError
+from gateway.backend import BackendUnavailableError, finished
 from gateway.captions import webvtt
 from gateway.client_json import parse_client_json
 from gateway.error_bodies import error_json, not_found
@@ -82,10 +82,6 @@ ID_ERRORS: Responses = {
 RESULT = {"model": WorkflowResult, "description": "The finished workflow's result (the workflow API's shape)"}
 
 
-def finished(workflow: TTSWorkflow) -> bool:
-    return workflow.status.phase.finished
-
-
 def wants_async(request: Request) -> bool:
     flag = request.query_params.get("async", "").lower() in {"1", "true", "yes"}
     return flag or "respond-async" in request.headers.get("prefer", "").lower()
@@ -116,9 +112,7 @@ async def knowing_voices(policy: ValidationPolicy, body: Any, library: VoiceLibr
         found = {name for name in wanted if await library.find(name) is not None}
     except VoiceLibraryUnavailableError as exc:
         raise BackendUnavailableError(str(exc)) from None
-    if not found:
-        return policy
-    return policy.model_copy(update={"voice_presets": policy.voice_presets | found})
+    return policy.knowing_voices(found)
 
 
 @router.post(
