@@ -33,6 +33,12 @@ class Workflows:
         self._custom: Any = client.CustomObjectsApi(api_client)
         self._plural = plural
 
+    def _listing(self, namespace: str | None) -> tuple[Any, ...]:
+        """The list call and its leading arguments: of ``namespace``, or of every namespace (None)."""
+        if namespace is None:
+            return (self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural)
+        return (self._custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, self._plural)
+
     async def served(self) -> bool:
         """Whether the API server serves the TTSWorkflow resource (discovery: any user may ask)."""
         try:
@@ -59,20 +65,7 @@ class Workflows:
     async def list(self, namespace: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         """The workflows of ``namespace``, or of every namespace when it is None."""
         options: dict[str, Any] = {"limit": limit} if limit is not None else {}
-        listing: dict[str, Any]
-        if namespace is None:
-            listing = await call(
-                self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural, **options
-            )
-        else:
-            listing = await call(
-                self._custom.list_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                namespace,
-                self._plural,
-                **options,
-            )
+        listing: dict[str, Any] = await call(*self._listing(namespace), **options)
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
@@ -86,20 +79,7 @@ class Workflows:
             options: dict[str, Any] = {"limit": page_size}
             if token:
                 options["_continue"] = token
-            listing: dict[str, Any] = (
-                await call(
-                    self._custom.list_namespaced_custom_object,
-                    API_GROUP,
-                    API_VERSION,
-                    namespace,
-                    self._plural,
-                    **options,
-                )
-                if namespace is not None
-                else await call(
-                    self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural, **options
-                )
-            )
+            listing: dict[str, Any] = await call(*self._listing(namespace), **options)
             metadata = listing.get("metadata") or {}
             version = version or metadata.get("resourceVersion", "")
             yield WorkflowPage(listing.get("items", []), version)
@@ -175,11 +155,7 @@ class Workflows:
         if resource_version:
             options["resource_version"] = resource_version
 
-        listing: tuple[Any, ...] = (
-            (self._custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, self._plural)
-            if namespace is not None
-            else (self._custom.list_cluster_custom_object, API_GROUP, API_VERSION, self._plural)
-        )
+        listing = self._listing(namespace)
 
         def stream() -> None:
             try:

@@ -38,6 +38,8 @@ class ModelSpec:
 
 
 QWEN_EMOTION = "qwen0.6bemo4-merge"
+# The vocoder IndexTTS2's config.yaml names by hub id (or by a folder holding these files).
+BIGVGAN = HubFiles("nvidia/bigvgan_v2_22khz_80band_256x", ("config.json", "bigvgan_generator.pt"))
 
 INDEXTTS_2 = ModelSpec(
     name="indextts-2",
@@ -75,7 +77,7 @@ INDEXTTS_2 = ModelSpec(
         HubFiles("facebook/w2v-bert-2.0", ("config.json", "preprocessor_config.json", "model.safetensors")),
         HubFiles("amphion/MaskGCT", ("semantic_codec/model.safetensors",)),
         HubFiles("funasr/campplus", ("campplus_cn_common.bin",)),
-        HubFiles("nvidia/bigvgan_v2_22khz_80band_256x", ("config.json", "bigvgan_generator.pt")),
+        BIGVGAN,
     ),
 )
 

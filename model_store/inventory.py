@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from model_store.catalog import HubFiles, ModelSpec
-from model_store.records import COMPLETE_MARKER, content_matches, read_records, record_key
+from model_store.records import content_matches, read_records, record_key
 
 FileState = Literal["ok", "unverified", "missing", "damaged"]
 
@@ -110,7 +110,3 @@ def missing_files(spec: ModelSpec, folder: Path) -> list[str]:
         for group, filename in every_file(spec)
         if locate(spec, folder, group, filename) is None
     ]
-
-
-def marked_complete(folder: Path) -> bool:
-    return (folder / COMPLETE_MARKER).is_file()

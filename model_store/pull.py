@@ -24,7 +24,7 @@ from huggingface_hub.errors import (
 )
 
 from model_store.catalog import HubFiles, ModelSpec
-from model_store.inventory import ModelCheck, check_model, every_file, locate
+from model_store.inventory import every_file, locate
 from model_store.records import (
     COMPLETE_MARKER,
     FileRecord,
@@ -47,9 +47,9 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def pull_model(spec: ModelSpec, root: Path, *, token: str | None = None, say: Say = _stderr) -> ModelCheck:
-    """Pull ``spec`` into ``root/<name>``; returns the folder's check once every file is there and
-    sound (then ``.complete`` is written), or raises :class:`ModelPullError`."""
+def pull_model(spec: ModelSpec, root: Path, *, token: str | None = None, say: Say = _stderr) -> Path:
+    """Pull ``spec`` into ``root/<name>``; returns that folder once every file is there and sound
+    (then ``.complete`` is written), or raises :class:`ModelPullError`."""
     folder = spec.folder(root)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / COMPLETE_MARKER).unlink(missing_ok=True)
@@ -66,23 +66,20 @@ def pull_model(spec: ModelSpec, root: Path, *, token: str | None = None, say: Sa
             damaged = have is not None
             say(f"{where}: {'fetching again (damaged)' if damaged else 'fetching'} ({_size(size)})")
             path = _download(spec, folder, group, filename, token, force=damaged)
-        if not content_matches(path, etag):
-            path.unlink(missing_ok=True)
-            raise ModelPullError(
-                f"{group.repo}/{filename} arrived damaged (its content does not match the hub's checksum "
-                f"{etag}); pull again, and check the mirror at HF_ENDPOINT if it persists"
-            )
+            if not content_matches(path, etag):
+                path.unlink(missing_ok=True)
+                raise ModelPullError(
+                    f"{group.repo}/{filename} arrived damaged (its content does not match the hub's "
+                    f"checksum {etag}); pull again, and check the mirror at HF_ENDPOINT if it persists"
+                )
         relative = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
         records[record_key(group.repo, filename)] = FileRecord(
             group.repo, filename, relative, etag, path.stat().st_size
         )
         write_records(folder, spec.name, records)
-    check = check_model(spec, folder, verify=False)
-    if not check.complete:  # pragma: no cover (each file was just checked)
-        raise ModelPullError(f"{spec.name}: {check.summary()}")
     (folder / COMPLETE_MARKER).write_text(f"{spec.name}\n", encoding="utf-8")
     say(f"{spec.name}: complete in {folder}")
-    return check
+    return folder
 
 
 def _remote(group: HubFiles, filename: str, token: str | None) -> tuple[str, int | None]:

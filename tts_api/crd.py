@@ -250,7 +250,3 @@ def render_crd() -> str:
 def render_voice_crd() -> str:
     """The TTSVoice CRD as the YAML text kept in ``crds/``."""
     return render(build_voice_crd())
-
-
-# Each CRD file of crds/ and what it holds.
-CRD_FILES = {CRD_FILE: render_crd, VOICE_CRD_FILE: render_voice_crd}

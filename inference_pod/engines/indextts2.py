@@ -103,7 +103,7 @@ def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) ->
     files in the hub cache (BigVGAN's only when the vocoder is a hub id, not a folder)."""
     import yaml
 
-    from model_store.catalog import INDEXTTS_2
+    from model_store.catalog import BIGVGAN, INDEXTTS_2
     from model_store.inventory import hub_cache_file
 
     try:
@@ -125,14 +125,13 @@ def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) ->
     hub_files = [
         (group.repo, filename)
         for group in INDEXTTS_2.auxiliaries
-        if "bigvgan" not in group.repo
+        if group is not BIGVGAN
         for filename in group.files
     ]
-    vocoder_files = ("config.json", "bigvgan_generator.pt")
     if vocoder and Path(vocoder).is_dir():
-        gaps += [f"{vocoder}/{name}" for name in vocoder_files if not (Path(vocoder) / name).is_file()]
+        gaps += [f"{vocoder}/{name}" for name in BIGVGAN.files if not (Path(vocoder) / name).is_file()]
     elif vocoder:
-        hub_files += [(vocoder, name) for name in vocoder_files]
+        hub_files += [(vocoder, name) for name in BIGVGAN.files]
     for repo, filename in hub_files:
         if hub_cache_file(hub_cache, repo, filename) is None:
             gaps.append(f"{repo}/{filename} (in the hub cache {hub_cache or 'of HF_HOME'})")

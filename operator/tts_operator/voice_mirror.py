@@ -40,8 +40,6 @@ class VoiceMirror:
         self._bucket = bucket
         self._scopes: list[str | None] = [*namespaces] or [None]
         self._tasks: list[asyncio.Task[None]] = []
-        self.caught_up = asyncio.Event()
-        self._listed: set[str | None] = set()
 
     @classmethod
     def of(cls, api_client: Any, bucket: KeyValue, namespaces: list[str]) -> VoiceMirror:
@@ -91,9 +89,6 @@ class VoiceMirror:
                     "voice %s/%s is no longer a TTSVoice: removed from the workers' library", namespace, name
                 )
                 await voices.delete(name)
-        self._listed.add(scope)
-        if self._listed >= set(self._scopes):
-            self.caught_up.set()
         return version
 
     async def _bucket_namespaces(self, scope: str | None) -> set[str]:
