@@ -16,10 +16,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gateway.presenters import task_id
+from gateway.served_models import served_models
 from tts_api.constants import Phase, StageState
 from tts_api.errors import ErrorCode
 from tts_api.registry import WORKER_ENTRY_TTL_SECONDS, ModelState, WorkerEntry, WorkerState
 from tts_api.resource import TTSWorkflow
+from tts_api.speech_models import model_of
 
 ACTIVE_STATES = frozenset({StageState.QUEUED, StageState.RUNNING})
 
@@ -177,6 +179,28 @@ class GpuLock(BaseModel):
     job_id: str | None
     workflow_id: str | None
     model_state: str
+    model: str = Field(description="The model the slot serves (indextts-2, indextts-2.5, espeak, ...).")
+
+
+class ModelCapacity(BaseModel):
+    """How many slots serve one model, and how many of them could take a job now."""
+
+    workers: int = Field(description="Registered slots serving the model (one job each at a time).")
+    ready: int = Field(description="Of those, slots with the model loaded.")
+    busy: int = Field(description="Of those, slots holding a job.")
+    idle: int = Field(description="Of those, slots ready and holding no job.")
+
+
+def model_capacity(workers: list[WorkerEntry]) -> dict[str, ModelCapacity]:
+    return {
+        model: ModelCapacity(
+            workers=served.workers,
+            ready=served.ready_workers,
+            busy=served.busy_workers,
+            idle=served.idle_workers,
+        )
+        for model, served in sorted(served_models(workers).items())
+    }
 
 
 class HealthThresholds(BaseModel):
@@ -192,6 +216,7 @@ class GpuLockHealthResponse(BaseModel):
     health_thresholds: HealthThresholds
     quota: GpuQuota | None = Field(default=None, description="The namespace's GPU quota, in a cluster.")
     reasons: list[str] = Field(default_factory=list, description="Why the status is not healthy.")
+    models: dict[str, ModelCapacity] = Field(default_factory=dict, description="The slots by model.")
 
 
 class GpuStatistics(BaseModel):
@@ -210,6 +235,7 @@ class StatisticsResponse(BaseModel):
     system: SystemStatistics
     gpu: GpuStatistics
     workers: WorkerStatistics
+    models: dict[str, ModelCapacity] = Field(default_factory=dict, description="The slots by model.")
 
 
 def _gigabytes(size: int | None) -> str | None:
@@ -237,6 +263,7 @@ def gpu_lock_health(
             job_id=entry.job_id,
             workflow_id=entry.workflow.name if entry.workflow else None,
             model_state=entry.model_state.value,
+            model=entry.model or model_of(entry.engine),
         )
         for entry in sorted(workers, key=lambda e: e.worker_id)
     ]
@@ -263,6 +290,7 @@ def gpu_lock_health(
         health_thresholds=HealthThresholds(),
         quota=quota,
         reasons=reasons,
+        models=model_capacity(workers),
     )
 
 
@@ -277,4 +305,5 @@ def statistics(workers: list[WorkerEntry], tally: Tally) -> StatisticsResponse:
             memory_total=_gigabytes(sum(e.gpu_memory_total or 0 for e in on_gpu)) if on_gpu else None,
         ),
         workers=WorkerStatistics(total=len(workers), active=busy, idle=len(workers) - busy),
+        models=model_capacity(workers),
     )

@@ -132,12 +132,17 @@ def new_stream_id() -> str:
 
 
 def speech_spec(
-    request: SpeechRequest, policy: ValidationPolicy, voice: LibraryVoice | None, *, timeout_seconds: int
+    request: SpeechRequest,
+    policy: ValidationPolicy,
+    voice: LibraryVoice | None,
+    *,
+    timeout_seconds: int,
+    model: str | None = None,
 ) -> TTSWorkflowSpec:
     """The workflow for a speech request in ``voice``: one generate_speech stage whose audio is
     streamed; the voice's default emotion applies when the request gives no instructions."""
     instructions = request.instructions.strip() if request.instructions else None
-    fields: dict[str, Any] = {"text": request.input, "emotion_text": instructions or None}
+    fields: dict[str, Any] = {"text": request.input, "emotion_text": instructions or None, "model": model}
     if voice is not None:
         fields["reference_audio"] = voice.name
         fields["emotion_text"] = fields["emotion_text"] or voice.emotion_text

@@ -44,6 +44,7 @@ from tts_api.results import (
     VoicePresetList,
 )
 from tts_api.shared_paths import SharedPathError, SharedRoot
+from tts_api.speech_models import model_of
 from tts_api.speech_stream import OUTPUT_SAMPLE_RATE
 from voice_library.presets import Presets, preset_list, reference_audio
 
@@ -95,7 +96,26 @@ def synthesis_request(config: IndexTTSConfig, root: SharedRoot, presets: Presets
         emotion_text=config.emotion_text,
         use_random=config.use_random,
         max_text_tokens_per_segment=config.max_text_tokens_per_segment,
+        language=config.language,
     )
+
+
+def check_model(engine: Engine, config: IndexTTSConfig, default_model: str | None = None) -> None:
+    """A job runs only on its model's engine (the request's, else the deployment's default), never on
+    another; a language the engine does not speak is refused, not ignored."""
+    served = model_of(engine.name)
+    wanted = config.model or default_model
+    if wanted is not None and wanted != served:
+        raise TTSError(
+            ErrorCode.MODEL_NOT_READY,
+            f"model {wanted!r} was asked for and this worker serves {served!r}; "
+            f"run a worker for {wanted} (TTS_WORKER_ENGINE)",
+        )
+    spoken = engine.description.capabilities.languages
+    if config.language is not None and spoken and config.language not in spoken:
+        raise invalid_input(
+            "language", f"{served} does not speak {config.language!r}; it speaks {', '.join(spoken)}"
+        )
 
 
 def generate_speech(
@@ -108,6 +128,7 @@ def generate_speech(
     owner: OutputMark,
     folder: str,
     sender: SpeechSender | None = None,
+    default_model: str | None = None,
 ) -> SpeechResult:
     """Speak ``config.text`` into ``config.output_path``, or to ``sender``'s stream, or both; raise
     TTSError with the API's error code.
@@ -120,6 +141,7 @@ def generate_speech(
         raise TTSError(
             ErrorCode.MODEL_NOT_READY, f"the {engine.name} model is {engine.state.value}; retry later"
         )
+    check_model(engine, config, default_model)
     if config.output_path is None and sender is None:
         raise invalid_input("output_path", "is required for indextts.generate_speech")
     written: tuple[str, Path] | None = None
@@ -156,6 +178,8 @@ def generate_speech(
             emotion_text=config.emotion_text,
             use_random=config.use_random,
             max_text_tokens_per_segment=config.max_text_tokens_per_segment,
+            model=model_of(engine.name),
+            language=config.language,
         ),
         warnings=outcome.warnings,
         segments=[

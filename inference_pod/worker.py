@@ -82,6 +82,7 @@ from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import ResultModel
+from tts_api.speech_models import model_of
 from tts_api.speech_stream import AudioChunk
 from voice_library.library import VoiceLibrary
 from voice_library.presets import Presets
@@ -431,6 +432,7 @@ class Worker:
                 owner=tasks.output_owner(job),
                 folder=self.policy.output_folder(job.workflow.namespace),
                 sender=sender,
+                default_model=self.policy.default_model,
             )
             self.metrics.synthesis_seconds.observe(result.processing_time)
             self.metrics.audio_seconds.observe(result.duration)
@@ -600,6 +602,7 @@ class Worker:
         hand = self.current
         stopping = self._stopping.is_set()
         state = WorkerState.BUSY if hand else (WorkerState.STOPPING if stopping else WorkerState.IDLE)
+        described = self.engine.description
         return WorkerEntry(
             worker_id=self.worker_id,
             pod=self.settings.pod_name,
@@ -610,6 +613,10 @@ class Worker:
             task=hand.job.task if hand else None,
             job_started_at=hand.started_at if hand else None,
             engine=self.engine.name,
+            model=model_of(self.engine.name),
+            model_version=described.model_version,
+            device=described.device,
+            languages=list(described.capabilities.languages),
             model_state=self.engine.state,
             gpu=self.gpu.name,
             gpu_memory_used=self.gpu.memory_used,

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tts_api.outputs import DEFAULT_OUTPUT_DIR, output_folder
 from tts_api.shared_paths import DEFAULT_SHARED_PREFIX, SharedRoot
+from tts_api.speech_models import KNOWN_MODELS, unknown_model_message
 
 # Hard ceilings, also written into the CRD schema; the configurable limits live below them.
 TEXT_LENGTH_CEILING = 20_000
@@ -75,9 +76,30 @@ class ValidationPolicy(BaseSettings):
         "and leaves the check to the inference pod, which holds the preset file.",
     )
 
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=KNOWN_MODELS,
+        description="The models requests may name (`model`), comma-separated: "
+        + ", ".join(KNOWN_MODELS)
+        + " by default. A request naming another is refused with INVALID_INPUT.",
+    )
+    default_model: str | None = Field(
+        default=None,
+        description="The model a request that names none gets; unset: whichever model the worker "
+        "that takes the job serves.",
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
     @model_validator(mode="after")
     def _prefix_is_valid(self) -> ValidationPolicy:
         SharedRoot(self.shared_dir, self.shared_prefix)  # raises on a bad prefix
+        if self.default_model is not None and self.default_model not in self.models:
+            raise ValueError("TTS_DEFAULT_MODEL: " + unknown_model_message(self.default_model, self.models))
         if ".." in self.output_dir.split("/") or self.output_dir.startswith("/"):
             raise ValueError(
                 f"TTS_OUTPUT_DIR must be a folder relative to the shared root, got {self.output_dir!r}"
@@ -106,7 +128,8 @@ def stored_record_policy(policy: ValidationPolicy) -> ValidationPolicy:
     """The policy for re-reading an accepted record: no disk checks, no limit tighter than the CRD's.
 
     A record stays readable when its reference audio is deleted later, a limit is lowered, a
-    voice preset it names is removed from the presets file, or the output folder is moved.
+    voice preset it names is removed from the presets file, the output folder is moved, or the model it
+    names is no longer configured (no models configured: any well-formed name is read).
     """
     return policy.model_copy(
         update={
@@ -114,6 +137,7 @@ def stored_record_policy(policy: ValidationPolicy) -> ValidationPolicy:
             "max_text_length": TEXT_LENGTH_CEILING,
             "voice_presets": None,
             "output_dir": "",
+            "models": (),
         }
     )
 

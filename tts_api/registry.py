@@ -56,7 +56,11 @@ class WorkerEntry(BaseModel):
     workflow: WorkflowRef | None = None
     task: TaskName | None = None
     job_started_at: datetime | None = None
-    engine: str = Field(description="indextts2, espeak or synthetic.")
+    engine: str = Field(description="indextts2, indextts25, espeak or synthetic.")
+    model: str = Field(default="", description="The model it serves, as requests name it (indextts-2, ...).")
+    model_version: str = Field(default="", description="The engine's version.")
+    device: str = Field(default="", description="Where the engine runs: cuda:0, cpu.")
+    languages: list[str] = Field(default_factory=list, description="Language codes the model speaks.")
     model_state: ModelState
     gpu: str | None = Field(default=None, description="GPU name, None on CPU.")
     gpu_memory_used: int | None = Field(default=None, ge=0, description="Bytes in use on the GPU.")

@@ -42,6 +42,7 @@ from tts_api.policy import (
     policy_from_context,
 )
 from tts_api.shared_paths import MAX_PATH_LENGTH, SharedPathError
+from tts_api.speech_models import KNOWN_MODELS, MODEL_NAME_PATTERN, unknown_model_message
 
 # Patterns for the CRD schema, so that the API server rejects what the validators below reject.
 # They are RE2 (no look-ahead): a path is segments none of which is "..", the last naming a .wav.
@@ -77,6 +78,9 @@ def _required_here(field: str, message: str) -> PydanticCustomError:
 
 
 EmotionWeight = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+LANGUAGE_PATTERN = r"^[a-z]{2}$"
 
 
 class IndexTTSConfig(ApiModel):
@@ -140,6 +144,22 @@ class IndexTTSConfig(ApiModel):
         "turned into an emotion vector by the engine.",
     )
     use_random: StrictBool = Field(default=False, description="Sample randomly (是否使用随机采样).")
+    language: str | None = Field(
+        default=None,
+        strict=True,
+        json_schema_extra={"pattern": LANGUAGE_PATTERN},
+        description="The text's language, an ISO 639-1 code (en, zh, es, ja, ar); unset: the engine "
+        "detects it (indextts-2.5) or speaks its own mix (indextts-2: Chinese and English).",
+    )
+    model: str | None = Field(
+        default=None,
+        max_length=63,
+        strict=True,
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+        description="The speech model: one of the deployment's models (TTS_MODELS: "
+        + ", ".join(KNOWN_MODELS)
+        + " by default); unset: the deployment's default (TTS_DEFAULT_MODEL).",
+    )
     max_text_tokens_per_segment: int = Field(
         default=DEFAULT_TOKENS_PER_SEGMENT,
         ge=MIN_TOKENS_PER_SEGMENT,
@@ -163,6 +183,23 @@ class IndexTTSConfig(ApiModel):
                     f"is {len(value)} characters; at most {limit} are accepted "
                     "(split the text into several requests)"
                 )
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language_code(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(LANGUAGE_PATTERN, value) is None:
+            raise _field_error(f"{value!r} is not a language code; give an ISO 639-1 code such as en or zh")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _configured_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        known = policy_from_context(info.context).models
+        if known and value not in known:
+            raise _field_error(unknown_model_message(value, known))
         return value
 
     @field_validator("output_path")

@@ -54,6 +54,8 @@ class SpeechParameters(ResultModel):
     emotion_text: str | None = None
     use_random: bool | None = None
     max_text_tokens_per_segment: int | None = None
+    model: str | None = Field(default=None, description="The model that spoke (indextts-2, espeak, ...).")
+    language: str | None = Field(default=None, description="The language asked for; none: detected.")
 
 
 class SegmentTiming(ResultModel):

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.app_state import Opened, Policy, Settings
 from gateway.client_json import parse_client_json
@@ -26,7 +26,7 @@ from gateway.metrics import WORKFLOWS_SUBMITTED
 from gateway.openai_errors import OpenAIError, OpenAIErrorBody
 from gateway.openai_speech import read_speech_request, speech_request_body, speech_spec, speech_voice
 from gateway.routes.workflows import new_workflow_name
-from gateway.served_models import check_model, served_models
+from gateway.served_models import requested_model, served_models
 from gateway.speech_flight import SpeechInFlight
 from gateway.speech_relay import relay
 from tts_api.speech_stream import AudioFormat
@@ -70,7 +70,11 @@ class ModelEntry(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    ready: bool
+    ready: bool = Field(description="A worker serving it has the model loaded.")
+    workers: int = Field(description="Workers (one job each at a time) serving it.")
+    ready_workers: int = Field(description="Of those, the ones with the model loaded.")
+    idle_workers: int = Field(description="Of those, the ones ready and holding no job now.")
+    languages: list[str] = Field(description="Language codes it speaks.")
 
 
 class ModelList(BaseModel):
@@ -88,12 +92,13 @@ class ModelList(BaseModel):
 async def create_speech(request: Request, opened: Opened, settings: Settings, policy: Policy) -> Response:
     speech = read_speech_request(parse_client_json(await request.body()))
     directory = opened.directory()
-    check_model(speech.model, served_models(await directory.entries()))
+    model = requested_model(speech.model, policy.models, served_models(await directory.entries()))
     voice = await speech_voice(speech.voice_name, opened.library(), settings.openai_voices)
     spec = speech_spec(
         speech,
         policy,
         voice,
+        model=model,
         timeout_seconds=max(1, math.ceil(settings.speech_timeout_seconds)),
     )
     assert spec.speech_stream is not None  # noqa: S101 (speech_spec sets it)
@@ -163,7 +168,16 @@ async def list_models(opened: Opened) -> ModelList:
     models = served_models(await opened.directory().entries())
     return ModelList(
         data=[
-            ModelEntry(id=model, created=state.created, owned_by="indextts-k8s", ready=state.ready)
+            ModelEntry(
+                id=model,
+                created=state.created,
+                owned_by="indextts-k8s",
+                ready=state.ready,
+                workers=state.workers,
+                ready_workers=state.ready_workers,
+                idle_workers=state.idle_workers,
+                languages=sorted(state.languages),
+            )
             for model, state in sorted(models.items())
         ]
     )

@@ -38,6 +38,7 @@ class SynthesisRequest:
     use_random: bool = False
     max_text_tokens_per_segment: int = 120
     speed: float = 1.0  # within the engine's native_speeds (the worker changes the tempo of the rest)
+    language: str | None = None  # ISO 639-1 code the request names; None: the engine detects or ignores it
 
 
 @dataclass

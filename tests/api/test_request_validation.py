@@ -11,7 +11,7 @@ import pytest
 
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
-from tts_api.policy import ValidationPolicy
+from tts_api.policy import ValidationPolicy, stored_record_policy
 from tts_api.request import IndexTTSConfig, scaled_emotion_vector
 from tts_api.validation import parse_request, parse_spec
 
@@ -217,6 +217,17 @@ BAD_REQUESTS: list[tuple[str, Any, str, str]] = [
     ("use_random a number", speech_body(use_random=1), f"{CONFIG}.use_random", "valid boolean"),
     ("camelCase field in REST", speech_body(emotionAlpha=0.3), f"{CONFIG}.emotionAlpha", "not a known field"),
     ("misspelt field", speech_body(emotion_alpa=0.3), f"{CONFIG}.emotion_alpa", "not a known field"),
+    # model, language
+    ("model unknown", speech_body(model="indextts-3"), f"{CONFIG}.model", "indextts-2, indextts-2.5, espeak"),
+    (
+        "model upper case",
+        speech_body(model="IndexTTS-2"),
+        f"{CONFIG}.model",
+        "not a model of this deployment",
+    ),
+    ("model a number", speech_body(model=2), f"{CONFIG}.model", "valid string"),
+    ("language a name", speech_body(language="english"), f"{CONFIG}.language", "ISO 639-1"),
+    ("language upper case", speech_body(language="EN"), f"{CONFIG}.language", "ISO 639-1"),
     # the chain
     (
         "chain empty",
@@ -299,6 +310,28 @@ def test_symlink_inside_the_root_is_followed(share: Path, policy: ValidationPoli
     request = parse_request(speech_body(reference_audio="/share/current/alice.wav"), policy=policy)
     assert request.workflow_config.indextts_config is not None
     assert request.workflow_config.indextts_config.reference_audio == "/share/current/alice.wav"
+
+
+def test_only_the_configured_models_are_accepted(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_MODELS", "indextts-2.5, espeak")
+    configured = ValidationPolicy(shared_dir=share)
+    assert configured.models == ("indextts-2.5", "espeak")
+    error = rejection(speech_body(model="indextts-2"), configured)
+    assert error.field == f"{CONFIG}.model"
+    assert "use one of indextts-2.5, espeak (TTS_MODELS)" in error.message
+    accepted = parse_request(speech_body(model="indextts-2.5", language="es"), policy=configured)
+    config = accepted.workflow_config.indextts_config
+    assert config is not None
+    assert (config.model, config.language) == ("indextts-2.5", "es")
+    # A record accepted earlier stays readable after its model is no longer configured.
+    assert parse_request(speech_body(model="indextts-2"), policy=stored_record_policy(configured))
+
+
+def test_a_default_model_must_be_configured(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_MODELS", "espeak")
+    monkeypatch.setenv("TTS_DEFAULT_MODEL", "indextts-2")
+    with pytest.raises(ValueError, match="TTS_DEFAULT_MODEL: 'indextts-2' is not a model"):
+        ValidationPolicy(shared_dir=share)
 
 
 def test_unknown_voice_preset_lists_the_known_ones(share: Path) -> None:

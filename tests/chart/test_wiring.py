@@ -349,6 +349,27 @@ def test_each_container_runs_a_subcommand_of_indextts_k8s(helm: Helm, name: str)
     assert subcommand in SUBCOMMANDS
 
 
+@pytest.mark.parametrize(
+    ("values", "model"),
+    [
+        ([], "indextts-2"),
+        (["inference.engine=indextts25"], "indextts-2.5"),
+        (["inference.engine=espeak"], "espeak"),
+        (["inference.engine=auto", "models.enabled=false"], "espeak"),
+        (["inference.engine=auto"], "indextts-2"),
+    ],
+)
+def test_every_component_knows_the_one_model_the_inference_pods_serve(
+    helm: Helm, values: list[str], model: str
+) -> None:
+    docs = helm.template(set_values=values)
+    for name in ("gateway", "operator", "inference"):
+        env = env_of(container_of(docs, name))
+        assert (env["TTS_MODELS"], env["TTS_DEFAULT_MODEL"]) == (model, model), name
+        policy = ValidationPolicy(models=env["TTS_MODELS"], default_model=env["TTS_DEFAULT_MODEL"])
+        assert policy.models == (model,)
+
+
 def test_the_default_voice_reaches_the_worker(helm: Helm) -> None:
     """IndexTTS2 needs a voice for requests that name none (the workflow API's basic example)."""
     assert "TTS_WORKER_DEFAULT_VOICE" not in env_of(container_of(helm.template(), "inference"))

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.monitoring import (
     GpuQuota,
+    ModelCapacity,
     Tally,
     gpu_lock_health,
     heartbeat_all,
@@ -26,6 +27,7 @@ from tts_api.resource import (
     TTSWorkflowSpec,
     TTSWorkflowStatus,
 )
+from tts_api.speech_models import model_of
 
 BEAT = datetime(2025, 10, 12, 10, 30, tzinfo=UTC)
 SPEC = TTSWorkflowSpec.model_validate({"workflowConfig": {"workflowChain": ["indextts.health_check"]}})
@@ -114,6 +116,7 @@ def entry(
     busy: bool = False,
     model: ModelState = ModelState.READY,
     memory: tuple[int, int] | None = None,
+    engine: str = "indextts2",
 ) -> WorkerEntry:
     return WorkerEntry(
         worker_id=f"inference-0/{slot}",
@@ -123,7 +126,8 @@ def entry(
         job_id="uid-a/generate_speech/1" if busy else None,
         workflow=WorkflowRef(uid="uid-a", name="a", namespace="default") if busy else None,
         job_started_at=HEARTBEAT if busy else None,
-        engine="indextts2",
+        engine=engine,
+        model=model_of(engine),
         model_state=model,
         gpu="NVIDIA H100" if memory else None,
         gpu_memory_used=memory[0] if memory else None,
@@ -193,6 +197,28 @@ def test_each_slot_is_a_lock_held_by_its_job() -> None:
     assert busy.expires_at == HEARTBEAT + timedelta(seconds=WORKER_ENTRY_TTL_SECONDS)
     assert (idle.locked, idle.job_id, idle.last_acquired) == (False, None, None)
     assert health.quota == quota
+
+
+def test_capacity_is_counted_per_model() -> None:
+    workers = [
+        entry("gpu0", busy=True),
+        entry("gpu1"),
+        entry("gpu2", engine="indextts25", model=ModelState.LOADING),
+        entry("gpu3", engine="indextts25"),
+    ]
+    health = gpu_lock_health(workers, Tally())
+    assert [lock.model for lock in health.locks] == [
+        "indextts-2",
+        "indextts-2",
+        "indextts-2.5",
+        "indextts-2.5",
+    ]
+    expected = {
+        "indextts-2": ModelCapacity(workers=2, ready=2, busy=1, idle=1),
+        "indextts-2.5": ModelCapacity(workers=2, ready=1, busy=0, idle=1),
+    }
+    assert health.models == expected
+    assert statistics(workers, Tally()).models == expected
 
 
 def test_statistics_of_workers_and_gpus() -> None:

@@ -145,3 +145,30 @@ async def test_the_three_information_tasks_answer_in_the_workflow_apis_shapes(
     listing = VoicePresetList.model_validate(outputs[TaskName.LIST_VOICE_PRESETS])
     assert listing.total_count == 1
     assert listing.presets["default"].description == "默认语音"
+
+
+async def test_a_job_runs_only_on_its_models_engine_and_the_worker_says_what_it_serves(
+    bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy, share: Path
+) -> None:
+    worker = await start_worker(EspeakEngine())
+    entry = worker.registry_entry()
+    assert (entry.model, entry.device, entry.languages) == ("espeak", "cpu", ["zh", "en"])
+    assert entry.model_version
+
+    elsewhere = speech_job("other-model", policy, model="indextts-2.5")
+    await bus.publish(elsewhere)
+    refused = await bus.failed(elsewhere.job_id)
+    assert refused.error.code is ErrorCode.MODEL_NOT_READY
+    assert "'indextts-2.5' was asked for and this worker serves 'espeak'" in refused.error.message
+    assert not (share / "workflows" / "output" / "other-model.wav").exists()
+
+    unspoken = speech_job("unspoken", policy, model="espeak", language="ar")
+    await bus.publish(unspoken)
+    final = await bus.failed(unspoken.job_id)
+    assert final.error.code is ErrorCode.INVALID_INPUT
+    assert "language: espeak does not speak 'ar'; it speaks zh, en" in final.error.message
+
+    named = speech_job("named", policy, model="espeak", language="en", text="Hello there.")
+    await bus.publish(named)
+    result = SpeechResult.model_validate((await bus.completed(named.job_id)).output)
+    assert result.model_info.model_type == "espeak-ng"

@@ -141,11 +141,33 @@ def test_server_sent_events_carry_the_audio_then_done(client: openai.OpenAI) -> 
     assert len(samples) / rate > 2.0
 
 
-def test_the_models_list_names_the_engine_and_says_it_is_ready(client: openai.OpenAI) -> None:
+def test_the_models_list_names_the_engine_with_its_capacity(client: openai.OpenAI) -> None:
     models = {model.id: model for model in client.models.list()}
-    assert "espeak" in models
+    assert set(models) == {"espeak"}
     assert models["espeak"].object == "model"
-    assert models["espeak"].model_extra == {"ready": True}
+    assert models["espeak"].model_extra == {
+        "ready": True,
+        "workers": 1,
+        "ready_workers": 1,
+        "idle_workers": 1,
+        "languages": ["en", "zh"],
+    }
+
+
+def test_a_request_names_the_served_model_and_a_known_model_no_worker_serves_is_404(
+    client: openai.OpenAI,
+) -> None:
+    with client.audio.speech.with_streaming_response.create(
+        model="espeak", voice="default", input="Hello.", response_format="wav"
+    ) as spoken:
+        workflow = spoken.headers["X-Workflow-Id"]
+        assert len(decoded(spoken.read(), "wav")[0]) > 0
+    record = client.get(f"/workflows/{workflow}", cast_to=httpx.Response).json()
+    assert record["parameters"]["model"] == "espeak"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.audio.speech.create(model="indextts-2.5", voice="default", input="Hello.")
+    assert missing.value.code == "model_not_found"
+    assert "'indextts-2.5' is not served here; use one of espeak, gpt-4o-mini-tts" in missing.value.message
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,17 @@ app.kubernetes.io/part-of: indextts
   value: {{ .Values.share.deleteOutputs | quote }}
 - name: TTS_MAX_TEXT_LENGTH
   value: {{ .Values.maxTextLength | quote }}
+- name: TTS_MODELS
+  value: {{ include "indextts.servedModel" . | quote }}
+- name: TTS_DEFAULT_MODEL
+  value: {{ include "indextts.servedModel" . | quote }}
+{{- end -}}
+
+{{/* The model the inference pods serve, as requests name it (tts_api/speech_models.py). */}}
+{{- define "indextts.servedModel" -}}
+{{- $engine := .Values.inference.engine -}}
+{{- if eq $engine "auto" -}}{{- $engine = ternary "indextts2" "espeak" .Values.models.enabled -}}{{- end -}}
+{{- get (dict "indextts2" "indextts-2" "indextts25" "indextts-2.5" "espeak" "espeak" "synthetic" "synthetic") $engine -}}
 {{- end -}}
 
 {{- define "indextts.podSecurityContext" -}}
