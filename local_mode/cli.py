@@ -18,7 +18,9 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
+
+from inference_pod.settings import EngineName
 
 if TYPE_CHECKING:
     from local_mode.nats_supervisor import NatsSupervisor
@@ -47,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=["auto", "espeak", "indextts2", "synthetic"],
+        choices=get_args(EngineName),
         default="auto",
         help="speech engine (auto: indextts2 with --checkpoint, else espeak)",
     )
