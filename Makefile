@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall whenever the project's dependencies change.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-# The speech engine's heavy dependencies (torch, indextts2-inference), installed once per pyproject.
+# The speech engines' heavy dependencies (torch, indextts2-inference, indextts25-inference), installed once per pyproject.
 ENGINE_STAMP := $(VENV)/.engine-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: test lint typecheck unit crd dev clean engine-deps kube-assets browser
@@ -25,7 +25,7 @@ $(ENGINE_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[engine]'
 	$(BIN)/python -m pip install --quiet --no-deps torchaudio==2.11.0
 	rm -f $(VENV)/lib/python*/site-packages/torchaudio/lib/*.so
-	$(BIN)/python -c "import torch, torchaudio, indextts"
+	$(BIN)/python -c "import torch, torchaudio, indextts, indextts25"
 	rm -f $(VENV)/.engine-*
 	touch $@
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EngineName = Literal["auto", "espeak", "indextts2", "synthetic"]
+EngineName = Literal["auto", "espeak", "indextts2", "indextts25", "synthetic"]
 
 
 class WorkerSettings(BaseSettings):
@@ -25,7 +25,7 @@ class WorkerSettings(BaseSettings):
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server with JetStream.")
     engine: EngineName = Field(
         default="auto",
-        description="Speech engine: indextts2, espeak, synthetic, or auto "
+        description="Speech engine: indextts2, indextts25 (IndexTTS-2.5), espeak, synthetic, or auto "
         "(indextts2 when a checkpoint is configured, else espeak).",
     )
     checkpoint_dir: Path | None = Field(
@@ -49,18 +49,37 @@ class WorkerSettings(BaseSettings):
     max_mel_tokens: int = Field(
         default=1500, ge=1, description="Upper bound on mel tokens generated per segment (indextts2)."
     )
-    num_beams: int = Field(default=3, ge=1, description="Beam width of the GPT decoder (indextts2).")
+    num_beams: int = Field(
+        default=3, ge=1, description="Beam width of the GPT decoder (indextts2, indextts25 with sdpa)."
+    )
+    attn_backend: Literal["sdpa", "flash"] = Field(
+        default="sdpa",
+        description="indextts25's GPT attention: sdpa, or flash (flash-attn's paged KV cache and CUDA "
+        "graphs, on CUDA only; needs indextts25-inference[flash]; no beam search).",
+    )
+    gpt_bf16: bool = Field(
+        default=False,
+        description="indextts25's GPT in bfloat16 on CUDA (about 1.7 GB less GPU memory, no faster).",
+    )
+    text_normalization: bool = Field(
+        default=True,
+        description="indextts25 spells out numbers, dates and symbols (NeMo grammars, cached in "
+        "TTS_WORKER_NEMO_CACHE_DIR) before speaking.",
+    )
     text_language: str | None = Field(
         default=None,
         description="IndexTTS2 text normalization language (zh, en); unset: both, chosen per text.",
     )
     nemo_cache_dir: Path | None = Field(
         default=None,
-        description="Writable folder for IndexTTS2's compiled text-normalization grammars (the package "
-        "keeps them inside itself, read-only in a pod); unset: the package's folder.",
+        description="Writable folder for IndexTTS2's and IndexTTS-2.5's compiled text-normalization "
+        "grammars (the packages keep them inside themselves or under $HOME, read-only in a pod); unset: "
+        "the package's folder.",
     )
     default_voice: Path | None = Field(
-        default=None, description="Reference audio IndexTTS2 uses when a request names none (a local file)."
+        default=None,
+        description="Reference audio IndexTTS2 and IndexTTS-2.5 use when a request names none (a local "
+        "file); without it such a request fails with INVALID_INPUT naming reference_audio.",
     )
     condition_cache_size: int = Field(
         default=16, ge=1, description="Speaker/emotion conditionings kept, keyed by audio content hash."
@@ -69,7 +88,7 @@ class WorkerSettings(BaseSettings):
         default=None,
         ge=1,
         description="Worker slots in this process, one job each: default one per visible GPU for "
-        "indextts2, else 1. Each slot loads its own engine.",
+        "indextts2 and indextts25, else 1. Each slot loads its own engine.",
     )
     slot: str | None = Field(default=None, description="Name of the single slot (default gpu<N> or cpu<N>).")
     pod_name: str = Field(

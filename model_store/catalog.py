@@ -19,6 +19,9 @@ class HubFiles:
     repo: str
     files: tuple[str, ...]
     revision: str = "main"
+    # Where an auxiliary model's files go, as plain files, relative to the model's folder (an engine
+    # that reads them from a folder, not by hub id); None: into the model's hub cache.
+    placed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,37 @@ INDEXTTS_2 = ModelSpec(
     ),
 )
 
-CATALOG: dict[str, ModelSpec] = {spec.name: spec for spec in (INDEXTTS_2,)}
+# IndexTTS-2.5 reads its auxiliary models from plain folders under <model>/hf_cache/ (it fetches only
+# what is not there); it has no text-emotion model, so the repository's qwen0.6bemo4-merge/ is left out.
+INDEXTTS_2_5 = ModelSpec(
+    name="indextts-2.5",
+    description="IndexTTS-2.5 (IndexTeam/IndexTTS-2.5) and the models it loads: w2v-bert-2.0, CAMPPlus, "
+    "BigVGAN",
+    checkpoint=HubFiles(
+        "IndexTeam/IndexTTS-2.5",
+        (
+            "config.yaml",
+            "gpt.pth",
+            "s2mel.pth",
+            "codec.pth",
+            "wav2vec2bert_stats.pt",
+            "feat1.pt",
+            "feat2.pt",
+            "multilingual_zh_ja_yue_char_del.tiktoken",
+        ),
+    ),
+    auxiliaries=(
+        HubFiles(
+            "facebook/w2v-bert-2.0",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
+            placed="hf_cache/w2v-bert-2.0",
+        ),
+        HubFiles("funasr/campplus", ("campplus_cn_common.bin",), placed="hf_cache"),
+        HubFiles(BIGVGAN.repo, BIGVGAN.files, placed="hf_cache/bigvgan"),
+    ),
+)
+
+CATALOG: dict[str, ModelSpec] = {spec.name: spec for spec in (INDEXTTS_2, INDEXTTS_2_5)}
 
 
 class UnknownModelError(ValueError):

@@ -62,8 +62,8 @@ def every_file(spec: ModelSpec) -> list[tuple[HubFiles, str]]:
 
 def locate(spec: ModelSpec, folder: Path, group: HubFiles, filename: str) -> Path | None:
     """Where the engine will read the file, when it is there."""
-    if group is spec.checkpoint:
-        path = folder / filename
+    if group is spec.checkpoint or group.placed is not None:
+        path = folder / (group.placed or "") / filename
         return path if path.is_file() else None
     return hub_cache_file(spec.hub_cache(folder), group.repo, filename, group.revision)
 

@@ -100,12 +100,12 @@ def _download(
     spec: ModelSpec, folder: Path, group: HubFiles, filename: str, token: str | None, *, force: bool
 ) -> Path:
     try:
-        if group is spec.checkpoint:
+        if group is spec.checkpoint or group.placed is not None:
             found = hf_hub_download(
                 group.repo,
                 filename,
                 revision=group.revision,
-                local_dir=folder,
+                local_dir=folder / (group.placed or ""),
                 token=token,
                 force_download=force,
             )

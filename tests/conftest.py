@@ -86,3 +86,13 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
     # Offline from the first import of huggingface_hub on: the hub is never asked.
     os.environ.update(offline_environment(root / "hf_home"))
     return build_checkpoint(root)
+
+
+@pytest.fixture(scope="session")
+def checkpoint25(tmp_path_factory: pytest.TempPathFactory, checkpoint: Checkpoint) -> Path:
+    """A small random-weight IndexTTS-2.5 checkpoint, its auxiliary models inside it, built once per
+    session (2.5 fetches nothing when every file is there). After the IndexTTS2 one: that fixture sets
+    HF_HOME and the offline switches before huggingface_hub is first imported, which this build does."""
+    from tests.inference_pod.checkpoint_builder25 import build_checkpoint25
+
+    return build_checkpoint25(tmp_path_factory.mktemp("indextts25"))

@@ -22,6 +22,10 @@ def build_engine(settings: WorkerSettings, *, device: str | None = None) -> Engi
         from inference_pod.engines.indextts2 import IndexTTS2Engine
 
         return IndexTTS2Engine.from_settings(settings, device=device)
+    if name == "indextts25":
+        from inference_pod.engines.indextts25 import IndexTTS25Engine
+
+        return IndexTTS25Engine.from_settings(settings, device=device)
     if name == "synthetic":
         from inference_pod.engines.synthetic import SyntheticEngine
 
@@ -47,9 +51,14 @@ class SlotError(ValueError):
     pass
 
 
+# The engines that keep their model on a GPU: one job per GPU.
+GPU_ENGINES = frozenset({"indextts2", "indextts25"})
+
+
 def plan_slots(engine: str, gpu_count: int, slots: int | None, slot_name: str | None) -> list[Slot]:
-    """One slot per visible GPU for IndexTTS2 (one job per GPU), else ``slots`` CPU slots (default 1)."""
-    uses_gpu = engine == "indextts2" and gpu_count > 0
+    """One slot per visible GPU for IndexTTS2 and IndexTTS-2.5 (one job per GPU), else ``slots`` CPU
+    slots (default 1)."""
+    uses_gpu = engine in GPU_ENGINES and gpu_count > 0
     count = slots or (gpu_count if uses_gpu else 1)
     if uses_gpu and count > gpu_count:
         raise SlotError(
