@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_pod import tasks
 from inference_pod.engines.base import Engine, JobCancelledError, ProgressCallback
+from inference_pod.engines.factory import GPU_ENGINES
 from inference_pod.gpu import NO_GPU, GpuStatus, probe_gpu
 from inference_pod.memory import resident_memory_bytes
 from inference_pod.metrics import WorkerMetrics
@@ -208,7 +209,7 @@ class Worker:
         self.metrics.model_load_seconds.labels(self.slot).set(time.perf_counter() - started)
         self.metrics.model_ready.labels(self.slot).set(1 if self.ready else 0)
         self.gpu = await asyncio.to_thread(
-            probe_gpu, self.gpu_index or 0, import_torch=self.engine.name == "indextts2"
+            probe_gpu, self.gpu_index or 0, import_torch=self.engine.name in GPU_ENGINES
         )
         log.info(
             "worker %s: %s engine %s in %.1f s (gpu: %s)",
