@@ -27,6 +27,7 @@ from tts_api.nats_names import job_subject
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, decode_entry
 from tts_api.request import IndexTTSConfig
+from tts_api.speech_models import model_of
 
 WORKER_SECONDS = 180.0
 
@@ -98,7 +99,7 @@ def _job(index: int, policy: ValidationPolicy, text: str) -> JobMessage:
     )
 
 
-async def _ready_and_run(url: str, policy: ValidationPolicy, jobs: int, text: str) -> None:
+async def _ready_and_run(url: str, policy: ValidationPolicy, model: str, jobs: int, text: str) -> None:
     """Wait for the worker's registry entry to say ready, publish ``jobs`` jobs, wait for them."""
     client = await nats.connect(url)
     try:
@@ -112,7 +113,7 @@ async def _ready_and_run(url: str, policy: ValidationPolicy, jobs: int, text: st
         completed = await js.subscribe("tts.events.*.completed")
         for index in range(jobs):
             job = _job(index, policy, text)
-            await js.publish(job_subject(job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
+            await js.publish(job_subject(model, job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
         for _ in range(jobs):
             await completed.next_msg(timeout=WORKER_SECONDS)
     finally:
@@ -140,7 +141,11 @@ def worker_rss(
     share.mkdir(parents=True, exist_ok=True)
     policy = ValidationPolicy(shared_dir=share, shared_prefix="/share")
     with EmbeddedNats(data_dir / "nats") as server, _worker(server.url, share, engine, env or {}) as worker:
-        asyncio.run(_ready_and_run(server.url, policy, jobs, text or "你好，这是一个测试。Hello there."))
+        asyncio.run(
+            _ready_and_run(
+                server.url, policy, model_of(engine), jobs, text or "你好，这是一个测试。Hello there."
+            )
+        )
         figures = rss_mb(worker.pid)
     return {"rss": figures["rss"], "hwm": figures["hwm"]}
 

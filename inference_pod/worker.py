@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,7 +53,7 @@ from inference_pod.outcomes import (
 from inference_pod.output_cleanup import handle_deletion
 from inference_pod.settings import WorkerSettings
 from inference_pod.speech_sender import SpeechSender
-from nats_support.jetstream import ensure_jetstream, subscribe_workers
+from nats_support.jetstream import ensure_jetstream, subscribe_output_cleanup, subscribe_workers
 from nats_support.tasks import cancel_and_wait
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
@@ -74,12 +75,11 @@ from tts_api.messages import (
 from tts_api.nats_names import (
     CANCEL_SUBJECT,
     VOICES_BUCKET,
-    WORKERS_CONSUMER,
     audio_subject,
     event_subject,
     job_subject,
+    workers_consumer,
 )
-from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import ResultModel
@@ -222,21 +222,39 @@ class Worker:
         await self._refresh_registry()
 
     async def _fetch_loop(self) -> None:
+        """Take the jobs for this worker's model, one at a time, until told to stop; deleted
+        workflows' audio is removed beside them, whatever job is in hand."""
         assert self._js is not None  # noqa: S101 (set in run)
-        consumer = await subscribe_workers(self._js, ack_wait=self.settings.ack_wait_seconds)
+        model = model_of(self.engine.name)
+        consumer = await subscribe_workers(self._js, model, ack_wait=self.settings.ack_wait_seconds)
         ack_wait = (await consumer.consumer_info()).config.ack_wait
         if ack_wait is not None and ack_wait < 2 * self.settings.heartbeat_seconds:
             log.warning(
                 "the consumer %s was created with an ack deadline of %.1f s, under two heartbeats "
                 "(%.1f s): running jobs may be redelivered; raise its ack_wait or lower "
                 "TTS_WORKER_HEARTBEAT_SECONDS",
-                WORKERS_CONSUMER,
+                workers_consumer(model),
                 ack_wait,
                 self.settings.heartbeat_seconds,
             )
+        deletions = await subscribe_output_cleanup(self._js, ack_wait=self.settings.ack_wait_seconds)
+        cleanup = asyncio.create_task(self._pull(deletions, self._delete, batch=16), name="output cleanup")
+        log.info("worker %s taking jobs for model %s (%s)", self.worker_id, model, workers_consumer(model))
+        try:
+            await self._pull(consumer, self._handle, batch=1)
+        finally:
+            await cancel_and_wait(cleanup)
+
+    async def _pull(
+        self,
+        consumer: JetStreamContext.PullSubscription,
+        handle: Callable[[Msg], Awaitable[None]],
+        *,
+        batch: int,
+    ) -> None:
         while not self._stopping.is_set():
             try:
-                messages = await consumer.fetch(1, timeout=self.settings.fetch_timeout_seconds)
+                messages = await consumer.fetch(batch, timeout=self.settings.fetch_timeout_seconds)
             except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from a batch fetch
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
@@ -245,7 +263,7 @@ class Worker:
                 continue
             for message in messages:
                 try:
-                    await self._handle(message)
+                    await handle(message)
                 except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
                     # NATS failed under us (events or acks): the job stays unacknowledged, is
                     # redelivered once its ack deadline passes and reported abandoned (a lost
@@ -259,12 +277,12 @@ class Worker:
                 except Exception:
                     log.exception("handling a job failed; it will be redelivered and reported abandoned")
 
+    async def _delete(self, message: Msg) -> None:
+        await handle_deletion(message, self.policy.shared_root)
+
     # --- one job ----------------------------------------------------------------------------------
 
     async def _handle(self, message: Msg) -> None:
-        if message.subject == OUTPUT_DELETION_SUBJECT:  # a deleted workflow's audio, not a job
-            await handle_deletion(message, self.policy.shared_root)
-            return
         delivered = message.metadata.num_delivered
         try:
             command = decode_command(message.data, self.policy)
@@ -433,7 +451,7 @@ class Worker:
                 owner=tasks.output_owner(job),
                 folder=self.policy.output_folder(job.workflow.namespace),
                 sender=sender,
-                default_model=self.policy.default_model,
+                default_model=job.model or self.policy.default_model,
             )
             self.metrics.synthesis_seconds.observe(result.processing_time)
             self.metrics.audio_seconds.observe(result.duration)
@@ -509,7 +527,8 @@ class Worker:
         assert self._js is not None  # noqa: S101 (set in run)
         count = handed_back_count(message.headers) + 1
         headers = {"Nats-Msg-Id": f"{job.job_id}/handed-back/{count}", HANDED_BACK_HEADER: str(count)}
-        await self._js.publish(job_subject(job.task), message.data, headers=headers)
+        model = job.model or model_of(self.engine.name)  # a job queued by model names it
+        await self._js.publish(job_subject(model, job.task), message.data, headers=headers)
         await message.ack_sync()
 
     async def _reject(self, message: Msg, reason: str) -> None:

@@ -130,8 +130,11 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
 
     policy_from_env.cache_clear()
     presets = load_presets(args.presets)
+    worker_settings = _worker_settings(args, nats_url)
     # One process holds the presets file: the gateway refuses an unknown preset name at once.
-    policy = policy_from_env().model_copy(update={"voice_presets": frozenset(presets)})
+    policy = _serving_one_model(policy_from_env(), worker_settings).model_copy(
+        update={"voice_presets": frozenset(presets)}
+    )
     client = await connect(nats_url, "tts-local")
     js = client.jetstream()
     await ensure_jetstream(js)
@@ -150,7 +153,7 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
     behind_gateway = policy.model_copy(update={"voice_presets": None})
     runtime = await Runtime.start(operator_settings, operator_store, behind_gateway)
     driver = LocalDriver(records, operator_store, runtime.runner, tick_seconds=operator_settings.tick_seconds)
-    workers = _workers(args, nats_url, behind_gateway, presets)
+    workers = _workers(args, worker_settings, behind_gateway, presets)
 
     gateway_settings = GatewaySettings(
         host=args.host,
@@ -224,11 +227,8 @@ async def _serve(args: argparse.Namespace, supervisor: NatsSupervisor, nats_url:
     return 1 if failed else 0
 
 
-def _workers(args: argparse.Namespace, nats_url: str, policy: Any, presets: Any) -> list[Any]:
-    from inference_pod.engines.factory import build_engine
-    from inference_pod.metrics import WorkerMetrics
+def _worker_settings(args: argparse.Namespace, nats_url: str) -> Any:
     from inference_pod.settings import WorkerSettings
-    from inference_pod.worker import Worker
 
     overrides: dict[str, Any] = {"nats_url": nats_url, "engine": args.engine, "http_port": 0}
     if args.checkpoint is not None:
@@ -237,7 +237,30 @@ def _workers(args: argparse.Namespace, nats_url: str, policy: Any, presets: Any)
         overrides["presets_file"] = args.presets
     if args.default_voice is not None:
         overrides["default_voice"] = args.default_voice
-    settings = WorkerSettings(**overrides)
+    return WorkerSettings(**overrides)
+
+
+def _serving_one_model(policy: Any, settings: Any) -> Any:
+    """Local mode runs one engine: requests are for its model, and another is refused at the door,
+    unless ``TTS_MODELS`` or ``TTS_DEFAULT_MODEL`` say otherwise."""
+    from inference_pod.engines.factory import engine_name
+    from tts_api.speech_models import model_of
+
+    model = model_of(engine_name(settings))
+    update: dict[str, Any] = {}
+    if "TTS_MODELS" not in os.environ:
+        update["models"] = (model,)
+    models = update.get("models", policy.models)
+    if "TTS_DEFAULT_MODEL" not in os.environ and (not models or model in models):
+        update["default_model"] = model
+    return policy.model_copy(update=update)
+
+
+def _workers(args: argparse.Namespace, settings: Any, policy: Any, presets: Any) -> list[Any]:
+    from inference_pod.engines.factory import build_engine
+    from inference_pod.metrics import WorkerMetrics
+    from inference_pod.worker import Worker
+
     metrics = WorkerMetrics()
     return [
         Worker(

@@ -2,7 +2,8 @@
 
 The operator, the inference pods and local mode all call :func:`ensure_jetstream` at start: the
 first creates, the others find the same configuration. Consumers belong to their readers (the
-workers' pull consumer in ``inference_pod``, the operator's event consumer in ``tts_operator``).
+workers' pull consumers, one per model and one for output deletions, here for ``inference_pod``;
+the operator's event consumer in ``tts_operator``).
 
 Replicas: in a JetStream cluster each stream and the bucket keep ``replicas`` copies of every message
 on as many servers, so that losing one server loses nothing and stops nothing. One process owns that
@@ -13,6 +14,7 @@ create first, which the operator then scales up), so that no two processes pull 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -22,15 +24,20 @@ from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPoli
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from tts_api.constants import TaskName
 from tts_api.nats_names import (
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     JOBS_STREAM,
     JOBS_SUBJECTS,
+    LEGACY_WORKERS_CONSUMER,
     VOICES_BUCKET,
     WORKERS_BUCKET,
-    WORKERS_CONSUMER,
+    legacy_job_subject,
+    model_jobs_subjects,
+    workers_consumer,
 )
+from tts_api.output_deletion import OUTPUT_CLEANUP_CONSUMER, OUTPUT_DELETION_SUBJECT
 from tts_api.registry import WORKER_ENTRY_TTL_SECONDS
 
 log = logging.getLogger(__name__)
@@ -95,22 +102,67 @@ def voices_bucket(replicas: int = 1) -> KeyValueConfig:
     )
 
 
-async def subscribe_workers(js: JetStreamContext, *, ack_wait: float) -> JetStreamContext.PullSubscription:
-    """The inference workers' shared pull consumer on the jobs queue: each job to one worker,
-    acknowledged explicitly within ``ack_wait`` seconds (or redelivered), delivered without limit
-    (the operator counts the attempts), any number in flight."""
-    return await js.pull_subscribe(
-        JOBS_SUBJECTS,
-        durable=WORKERS_CONSUMER,
-        stream=JOBS_STREAM,
-        config=ConsumerConfig(
-            durable_name=WORKERS_CONSUMER,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ack_wait,
-            max_ack_pending=-1,
-            max_deliver=-1,
-        ),
+def _work_queue_consumer(name: str, subject: str, *, ack_wait: float) -> ConsumerConfig:
+    """A durable pull consumer on the jobs queue: each message to one reader, acknowledged
+    explicitly within ``ack_wait`` seconds (or redelivered), delivered without limit (the operator
+    counts the attempts), any number in flight."""
+    return ConsumerConfig(
+        durable_name=name,
+        filter_subject=subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_ack_pending=-1,
+        max_deliver=-1,
     )
+
+
+async def subscribe_workers(
+    js: JetStreamContext, model: str, *, ack_wait: float
+) -> JetStreamContext.PullSubscription:
+    """The pull consumer the workers serving ``model`` share: the jobs for that model, and only them."""
+    name = workers_consumer(model)
+    return await js.pull_subscribe(
+        model_jobs_subjects(model),
+        durable=name,
+        stream=JOBS_STREAM,
+        config=_work_queue_consumer(name, model_jobs_subjects(model), ack_wait=ack_wait),
+    )
+
+
+async def subscribe_output_cleanup(
+    js: JetStreamContext, *, ack_wait: float
+) -> JetStreamContext.PullSubscription:
+    """The pull consumer every worker shares for deleted workflows' audio, whatever its model."""
+    return await js.pull_subscribe(
+        OUTPUT_DELETION_SUBJECT,
+        durable=OUTPUT_CLEANUP_CONSUMER,
+        stream=JOBS_STREAM,
+        config=_work_queue_consumer(OUTPUT_CLEANUP_CONSUMER, OUTPUT_DELETION_SUBJECT, ack_wait=ack_wait),
+    )
+
+
+async def retire_legacy_consumer(js: JetStreamContext) -> bool:
+    """Remove the one consumer every worker read every job through before jobs went by model, and
+    the jobs still queued for it (``tts.jobs.<task>``): a work queue admits no consumer beside one
+    whose filter covers every subject, and none reads those subjects any more. The operator queues
+    each of those attempts again on its model's subject when it resumes (a new ``Nats-Msg-Id``, see
+    :func:`tts_api.nats_names.dispatch_id`). True when there was one to remove."""
+    try:
+        info = await js.consumer_info(JOBS_STREAM, LEGACY_WORKERS_CONSUMER)
+    except NotFoundError:
+        return False
+    if info.config.filter_subject not in (None, "", JOBS_SUBJECTS):
+        return False  # a consumer of another kind under that name: not the one to retire
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(JOBS_STREAM, LEGACY_WORKERS_CONSUMER)
+    for task in TaskName:
+        await js.purge_stream(JOBS_STREAM, subject=legacy_job_subject(task))
+    log.warning(
+        "removed the JetStream consumer %s and its queued jobs, from a release that queued every "
+        "model's jobs together; the operator queues them again by model as it resumes",
+        LEGACY_WORKERS_CONSUMER,
+    )
+    return True
 
 
 async def ensure_jetstream(js: JetStreamContext, replicas: int | None = None) -> KeyValue:
@@ -130,6 +182,7 @@ async def ensure_jetstream(js: JetStreamContext, replicas: int | None = None) ->
             # It exists with another configuration (an older release, another count): update it.
             log.info("updating JetStream stream %s to this release's configuration", name)
             await _refused_as_setup_error(js.update_stream(config), config.num_replicas or 1, update=True)
+    await retire_legacy_consumer(js)
     await _ensure_bucket(js, VOICES_BUCKET, voices_bucket, replicas)
     return await _ensure_bucket(js, WORKERS_BUCKET, workers_bucket, replicas)
 

@@ -67,6 +67,11 @@ class JobMessage(Message):
     task: TaskName
     attempt: int = Field(ge=1)
     config: IndexTTSConfig | None = None
+    model: str | None = Field(
+        default=None,
+        description="The model the job is for (the request's, else the deployment's default): it is "
+        "queued on that model's subject, and a worker serving another refuses it.",
+    )
     stream: SpeechStream | None = Field(
         default=None, description="Where the speech is streamed as it is synthesized, instead of a WAV."
     )

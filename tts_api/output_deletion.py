@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tts_api.messages import MESSAGE_VERSION, MessageError, WorkflowRef
 from tts_api.nats_names import JOBS_SUBJECT_PREFIX
 
-# On the jobs work queue (its subjects are tts.jobs.>), beside the tasks' subjects.
+# On the jobs work queue (its subjects are tts.jobs.>), beside the models' subjects
+# (tts.jobs.<model>.<task>, one token longer), read by every worker through one consumer.
 OUTPUT_DELETION_SUBJECT = f"{JOBS_SUBJECT_PREFIX}.delete-output"
+OUTPUT_CLEANUP_CONSUMER = "tts-output-cleanup"
 
 
 class DeleteOutput(BaseModel):

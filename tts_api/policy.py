@@ -84,8 +84,7 @@ class ValidationPolicy(BaseSettings):
     )
     default_model: str | None = Field(
         default=None,
-        description="The model a request that names none gets; unset: whichever model the worker "
-        "that takes the job serves.",
+        description="The model a request that names none gets; unset: the first of `models`.",
     )
 
     @field_validator("models", mode="before")
@@ -105,6 +104,11 @@ class ValidationPolicy(BaseSettings):
                 f"TTS_OUTPUT_DIR must be a folder relative to the shared root, got {self.output_dir!r}"
             )
         return self
+
+    @property
+    def default_model_name(self) -> str:
+        """The model a request that names none is for: ``default_model``, else the first configured."""
+        return self.default_model or (self.models or KNOWN_MODELS)[0]
 
     def knowing_voices(self, names: Iterable[str]) -> ValidationPolicy:
         """This policy with ``names`` (stored voices found for a request) accepted beside the presets."""

@@ -114,6 +114,17 @@ class StageStatus(StatusModel):
         description="When the current attempt was put on the jobs queue (for a retry: when its "
         "backoff ends).",
     )
+    model: str | None = Field(
+        default=None,
+        description="The model the current attempt is queued for; only workers serving it take it. "
+        "Unset while no model is named, configured or served.",
+    )
+    no_worker_since: datetime | None = Field(
+        default=None,
+        description="Since when no live worker serves the model of the queued attempt (condition "
+        "reason NoWorkerForModel); the stage fails with MODEL_NOT_READY once the operator's "
+        "worker wait (TTS_OPERATOR_WORKER_WAIT_SECONDS) has passed.",
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     output: dict[str, Any] | None = Field(

@@ -20,6 +20,12 @@ def model_of(engine: str) -> str:
     return ENGINE_MODELS.get(engine, engine)
 
 
+def engine_of(model: str) -> str:
+    """The engine (``TTS_WORKER_ENGINE``) that serves ``model``; a model this table does not know
+    is its own engine's name."""
+    return next((engine for engine, name in ENGINE_MODELS.items() if name == model), model)
+
+
 def unknown_model_message(name: str, known: tuple[str, ...]) -> str:
     listing = ", ".join(known) or "none are configured"
     return f"{name!r} is not a model of this deployment; use one of {listing} (TTS_MODELS)"

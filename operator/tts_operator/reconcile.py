@@ -54,6 +54,7 @@ from tts_api.messages import (
 from tts_api.policy import ValidationPolicy, stored_record_policy
 from tts_api.resource import HeartbeatStatus, StageStatus, TTSWorkflowSpec, TTSWorkflowStatus
 from tts_api.results import OUTPUT_MODELS, SpeechResult
+from tts_api.speech_models import engine_of
 from tts_api.validation import parse_spec
 from tts_operator.conditions import set_condition
 
@@ -80,6 +81,8 @@ class Limits:
     # A queued attempt is re-published (same Nats-Msg-Id) only this long after it was queued:
     # within JetStream's de-duplication window (1 h), with a margin.
     republish_window_seconds: float = 3240.0
+    # A queued job whose model no live worker serves waits this long (NoWorkerForModel), then fails.
+    worker_wait_seconds: float = 300.0
 
     def backoff(self, failed_attempt: int) -> float:
         """Seconds to wait before the attempt after ``failed_attempt`` (1-based): doubling, capped."""
@@ -98,6 +101,27 @@ class Workflow:
     spec: Mapping[str, Any]
     status: TTSWorkflowStatus
     generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a workflow's next job goes: ``model``, the one it is for, and ``served``, the models
+    live workers serve now (None: the operator does not know, e.g. a test with no registry, or NATS
+    away; then no job is judged to wait for a worker)."""
+
+    model: str
+    served: frozenset[str] | None = None
+
+    def serves(self, model: str) -> bool | None:
+        """Whether a live worker serves ``model``; None when that is not known."""
+        return None if self.served is None else model in self.served
+
+
+def route(spec: TTSWorkflowSpec, policy: ValidationPolicy, served: frozenset[str] | None) -> Routing:
+    """A job of ``spec`` is for the model it names, else the deployment's default."""
+    config = spec.workflow_config.indextts_config
+    named = config.model if config is not None else None
+    return Routing(named or policy.default_model_name, served)
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -145,7 +169,11 @@ class PublishJob:
 
 @dataclass(frozen=True)
 class PublishCancel:
+    """Cancel a job; ``dequeue``: it was still queued (no worker had started it), so its message is
+    also taken off the jobs queue, where a worker coming later would otherwise run it for nothing."""
+
     cancel: CancelMessage
+    dequeue: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +206,9 @@ TimeoutKind = Literal["heartbeat", "workflow"]
 
 # The reason (conditions and Event) of a workflow failed because its spec was edited after acceptance.
 SPEC_CHANGED = "SpecChanged"
+# The reason (the Running condition, then the failure's) of a queued job whose model no live worker
+# serves.
+NO_WORKER_FOR_MODEL = "NoWorkerForModel"
 
 
 @dataclass(frozen=True)
@@ -211,14 +242,16 @@ def reconcile(
     now: datetime,
     limits: Limits,
     policy: ValidationPolicy,
+    served: frozenset[str] | None = None,
 ) -> Decision:
-    """What ``given`` does to ``workflow`` at ``now``, under ``limits``; specs are checked with ``policy``."""
+    """What ``given`` does to ``workflow`` at ``now``, under ``limits``; specs are checked with
+    ``policy``; ``served`` is the models live workers serve (None: not known)."""
     status = workflow.status
     if isinstance(given, Deleted):
         return _on_delete(workflow, now=now)
     if status.accepted_at is None and not status.phase.finished:
         if isinstance(given, Created | Resumed):
-            return _accept(workflow, now=now, limits=limits, policy=policy)
+            return _accept(workflow, now=now, limits=limits, policy=policy, served=served)
         return ignore("the workflow has not been accepted yet")
     if status.phase.finished:
         if isinstance(given, Tick):
@@ -234,20 +267,28 @@ def reconcile(
         # A store that keeps no generation cannot tell an edit: a spec that no longer reads fails,
         # naming the field.
         return _fail(workflow, exc.info(), now=now, cancel=True)
+    routing = route(spec, policy, served)
     match given:
         case Created() | Resumed():
-            return _resume(workflow, spec, now=now, limits=limits)
+            return _resume(workflow, spec, now=now, limits=limits, routing=routing)
         case WorkerEventInput(event=event):
-            return _on_event(workflow, spec, event, now=now, limits=limits)
+            return _on_event(workflow, spec, event, now=now, limits=limits, routing=routing)
         case Tick():
-            return _on_tick(workflow, spec, now=now, limits=limits)
+            return _on_tick(workflow, spec, now=now, limits=limits, routing=routing)
     raise TypeError(f"unknown input {given!r}")  # pragma: no cover
 
 
 # --- creation and resumption -----------------------------------------------------------------------
 
 
-def _accept(workflow: Workflow, *, now: datetime, limits: Limits, policy: ValidationPolicy) -> Decision:
+def _accept(
+    workflow: Workflow,
+    *,
+    now: datetime,
+    limits: Limits,
+    policy: ValidationPolicy,
+    served: frozenset[str] | None,
+) -> Decision:
     try:
         spec = parse_spec(dict(workflow.spec), policy=policy)
     except TTSError as exc:
@@ -268,7 +309,8 @@ def _accept(workflow: Workflow, *, now: datetime, limits: Limits, policy: Valida
         )
     chain_text = " → ".join(task.value for task in chain)
     accepted = PostEvent("Normal", "Accepted", f"accepted: {chain_text}")
-    return _dispatch(workflow, spec, status, 0, 1, now=now, limits=limits, first=(accepted,))
+    routing = route(spec, policy, served)
+    return _dispatch(workflow, spec, status, 0, 1, now=now, limits=limits, routing=routing, first=(accepted,))
 
 
 def _reject(workflow: Workflow, exc: TTSError, *, now: datetime) -> Decision:
@@ -288,30 +330,107 @@ def _reject(workflow: Workflow, exc: TTSError, *, now: datetime) -> Decision:
     return Decision(status, (PostEvent("Warning", "Failed", f"{exc.code.value}: {exc.message}"),))
 
 
-def _resume(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits) -> Decision:
+def _resume(
+    workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits, routing: Routing
+) -> Decision:
     """After a restart (or a re-run create handler): re-announce a queued stage, if it is due."""
     stage = _in_hand(workflow.status)
     if stage.state != StageState.QUEUED:
         return ignore("the current stage is with a worker")
-    return _reannounce(workflow, spec, stage, now=now, limits=limits)
+    return _reannounce(workflow, spec, stage, now=now, limits=limits, routing=routing)
 
 
 def _reannounce(
-    workflow: Workflow, spec: TTSWorkflowSpec, stage: StageStatus, *, now: datetime, limits: Limits
+    workflow: Workflow,
+    spec: TTSWorkflowSpec,
+    stage: StageStatus,
+    *,
+    now: datetime,
+    limits: Limits,
+    routing: Routing,
 ) -> Decision:
-    """Re-publish a queued stage's recorded attempt, in case its first publish was lost.
+    """Re-publish a queued stage's recorded attempt, in case its first publish was lost; follow
+    whether a worker serves its model.
 
     The attempt is the recorded one, hence the same ``Nats-Msg-Id``: if the first publish landed,
     JetStream drops this one as a duplicate. That holds within its de-duplication window only, so a
     job queued longer ago is not re-published (it waits in the work queue until a worker takes it).
     A retry is not published before its backoff ends.
+
+    The attempt keeps the model it was queued for. While no live worker serves it, the stage waits
+    with the reason ``NoWorkerForModel`` for ``limits.worker_wait_seconds``, then fails with
+    ``MODEL_NOT_READY`` (its job taken off the queue).
     """
     queued = stage.queued_at or workflow.status.accepted_at or now
     if now < queued:
         return ignore(f"attempt {stage.attempt} is due at {queued.isoformat()} (backoff)")
+    model = stage.model or routing.model
+    serves = routing.serves(model)
+    status: TTSWorkflowStatus | None = None
+    if serves is False:
+        since = stage.no_worker_since or now
+        if now - since >= timedelta(seconds=limits.worker_wait_seconds):
+            message = _no_worker_error(model, routing, limits)
+            error = ErrorInfo(code=ErrorCode.MODEL_NOT_READY, message=message)
+            return _fail(workflow, error, now=now, cancel=True, reason=NO_WORKER_FOR_MODEL)
+        if stage.no_worker_since is None:
+            status = _waiting(workflow, model, since, now=now, limits=limits)
+    elif serves and stage.no_worker_since is not None:
+        status = _waiting(workflow, model, None, now=now, limits=limits)
+    if status is None and stage.model != model:  # a record queued before jobs went by model
+        status = _waiting(workflow, model, stage.no_worker_since, now=now, limits=limits)
     if now >= queued + timedelta(seconds=limits.republish_window_seconds):
+        if status is not None:
+            return Decision(status)
         return ignore("queued longer than the de-duplication window: not re-published")
-    return Decision(None, (PublishJob(_job(workflow, spec, stage.name, stage.attempt, limits=limits)),))
+    job = PublishJob(_job(workflow, spec, stage.name, stage.attempt, limits=limits, model=model))
+    return Decision(status, (job,))
+
+
+def _waiting(
+    workflow: Workflow, model: str, since: datetime | None, *, now: datetime, limits: Limits
+) -> TTSWorkflowStatus:
+    """The status of a queued stage bound for ``model``, waiting since ``since`` for a worker
+    serving it (None: one serves it, it waits for a free slot only)."""
+    status = workflow.status.model_copy(deep=True)
+    stage = _in_hand(status)
+    stage.model = model
+    stage.no_worker_since = since
+    status.updated_at = now
+    reason, message = _queued_condition(stage, limits)
+    status.conditions = set_condition(
+        status.conditions,
+        ConditionType.RUNNING,
+        ConditionStatus.FALSE,
+        reason,
+        message,
+        now,
+        workflow.generation,
+    )
+    return status
+
+
+def _queued_condition(stage: StageStatus, limits: Limits) -> tuple[str, str]:
+    """The Running condition's reason and message for a queued stage."""
+    what = f"{stage.name.value} attempt {stage.attempt}"
+    if stage.no_worker_since is None:
+        return "Queued", f"{what} is waiting for an inference pod"
+    deadline = (stage.no_worker_since + timedelta(seconds=limits.worker_wait_seconds)).isoformat()
+    return NO_WORKER_FOR_MODEL, (
+        f"{what} is queued for model {stage.model}, which no live inference worker serves; it fails "
+        f"with MODEL_NOT_READY at {deadline} unless one starts"
+    )
+
+
+def _no_worker_error(model: str, routing: Routing, limits: Limits) -> str:
+    """What a workflow that waited in vain for a worker of its model says."""
+    waited = f"{limits.worker_wait_seconds:g} s (TTS_OPERATOR_WORKER_WAIT_SECONDS)"
+    served = sorted(routing.served or ())
+    others = f"; models served now: {', '.join(served)}" if served else ""
+    return (
+        f"no inference worker served model {model} within {waited}: start inference pods for it "
+        f"(TTS_WORKER_ENGINE={engine_of(model)}), or ask for a model that is served{others}"
+    )
 
 
 # --- an edited spec --------------------------------------------------------------------------------
@@ -346,7 +465,13 @@ def _spec_changed(workflow: Workflow, *, now: datetime) -> Decision | None:
 
 
 def _on_event(
-    workflow: Workflow, spec: TTSWorkflowSpec, event: WorkerEvent, *, now: datetime, limits: Limits
+    workflow: Workflow,
+    spec: TTSWorkflowSpec,
+    event: WorkerEvent,
+    *,
+    now: datetime,
+    limits: Limits,
+    routing: Routing,
 ) -> Decision:
     status = workflow.status
     if event.workflow.uid != workflow.ref.uid:
@@ -360,11 +485,18 @@ def _on_event(
         case StartedEvent() | HeartbeatEvent() | ProgressEvent():
             return _on_sign_of_life(workflow, event, now=now)
         case CompletedEvent():
-            return _on_completed(workflow, spec, event, now=now, limits=limits)
+            return _on_completed(workflow, spec, event, now=now, limits=limits, routing=routing)
         case FailedEvent():
             if event.worker_lost or event.retryable:
                 return _retry_or_fail(
-                    workflow, spec, event.error, now=now, limits=limits, cancel=False, lost=event.worker_lost
+                    workflow,
+                    spec,
+                    event.error,
+                    now=now,
+                    limits=limits,
+                    routing=routing,
+                    cancel=False,
+                    lost=event.worker_lost,
                 )
             return _fail(workflow, event.error, now=now)
     raise TypeError(f"unknown event {event!r}")  # pragma: no cover
@@ -393,6 +525,7 @@ def _on_sign_of_life(
     # The first sign of life of this attempt (a heartbeat may overtake a lost "started").
     stage.state = StageState.RUNNING
     stage.started_at = event.at
+    stage.no_worker_since = None  # a worker of its model took it
     status.phase = Phase.RUNNING
     status.started_at = status.started_at or now
     message = f"{stage.name.value} attempt {stage.attempt} running on pod {event.pod}"
@@ -411,7 +544,13 @@ def _on_sign_of_life(
 
 
 def _on_completed(
-    workflow: Workflow, spec: TTSWorkflowSpec, event: CompletedEvent, *, now: datetime, limits: Limits
+    workflow: Workflow,
+    spec: TTSWorkflowSpec,
+    event: CompletedEvent,
+    *,
+    now: datetime,
+    limits: Limits,
+    routing: Routing,
 ) -> Decision:
     try:
         output = OUTPUT_MODELS[event.task].model_validate(event.output)
@@ -435,7 +574,9 @@ def _on_completed(
     index = _index(status, stage.name)
     done = PostEvent("Normal", "StageSucceeded", f"{stage.name.value} succeeded on pod {event.pod}")
     if index + 1 < len(status.stages):
-        return _dispatch(workflow, spec, status, index + 1, 1, now=now, limits=limits, first=(done,))
+        return _dispatch(
+            workflow, spec, status, index + 1, 1, now=now, limits=limits, routing=routing, first=(done,)
+        )
     status.current_stage = None
     status.progress = 100
     status = _finish(status, Phase.SUCCEEDED, None, now=now, generation=workflow.generation)
@@ -473,7 +614,9 @@ def _on_tick_finished(workflow: Workflow, *, now: datetime, limits: Limits) -> D
     return ignore("finished; its time to live has not run out")
 
 
-def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits) -> Decision:
+def _on_tick(
+    workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits: Limits, routing: Routing
+) -> Decision:
     """The overall timeout first, then a running stage's heartbeat."""
     status = workflow.status
     deadline = _deadline(spec, status, limits)
@@ -494,7 +637,7 @@ def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits
         return _fail(workflow, error, now=now, cancel=True, timed_out="workflow")
     if stage.state == StageState.QUEUED:
         # A queued job may wait for a free GPU as long as the workflow's timeout allows.
-        return _reannounce(workflow, spec, stage, now=now, limits=limits)
+        return _reannounce(workflow, spec, stage, now=now, limits=limits, routing=routing)
     last = (status.heartbeat.last_heartbeat if status.heartbeat else None) or stage.started_at
     if last is None or now - last <= timedelta(seconds=limits.heartbeat_stale_seconds):
         return ignore("the heartbeat is fresh")
@@ -506,7 +649,15 @@ def _on_tick(workflow: Workflow, spec: TTSWorkflowSpec, *, now: datetime, limits
         "check the inference pods' logs and GPU health",
     )
     return _retry_or_fail(
-        workflow, spec, error, now=now, limits=limits, cancel=True, lost=True, timed_out="heartbeat"
+        workflow,
+        spec,
+        error,
+        now=now,
+        limits=limits,
+        routing=routing,
+        cancel=True,
+        lost=True,
+        timed_out="heartbeat",
     )
 
 
@@ -541,33 +692,37 @@ def _dispatch(
     *,
     now: datetime,
     limits: Limits,
+    routing: Routing,
     delay: float = 0.0,
     first: tuple[Action, ...] = (),
 ) -> Decision:
-    """Queue attempt ``attempt`` of stage ``index``: record it in ``status`` and publish its job."""
+    """Queue attempt ``attempt`` of stage ``index`` for ``routing.model``: record it in ``status``
+    and publish its job on that model's subject."""
     stage = status.stages[index]
     stage.state = StageState.QUEUED
     stage.attempt = attempt
     stage.queued_at = now + timedelta(seconds=delay)
     stage.started_at = None
     stage.finished_at = None
+    stage.model = routing.model
+    stage.no_worker_since = now if routing.serves(routing.model) is False else None
     status.current_stage = stage.name
     status.phase = Phase.QUEUED
     status.heartbeat = None
     status.progress = _progress(index, len(status.stages), 0)
     status.updated_at = now
-    waiting = f"{stage.name.value} attempt {attempt} is waiting for an inference pod"
+    reason, message = _queued_condition(stage, limits)
     status.conditions = set_condition(
         status.conditions,
         ConditionType.RUNNING,
         ConditionStatus.FALSE,
-        "Queued",
-        waiting,
+        reason,
+        message,
         now,
         workflow.generation,
     )
-    job = _job(workflow, spec, stage.name, attempt, limits=limits, status=status)
-    dispatched = PostEvent("Normal", "Dispatched", f"dispatched {job.job_id}")
+    job = _job(workflow, spec, stage.name, attempt, limits=limits, model=routing.model, status=status)
+    dispatched = PostEvent("Normal", "Dispatched", f"dispatched {job.job_id} for model {routing.model}")
     return Decision(status, (*first, PublishJob(job, delay_seconds=delay), dispatched))
 
 
@@ -578,6 +733,7 @@ def _retry_or_fail(
     *,
     now: datetime,
     limits: Limits,
+    routing: Routing,
     cancel: bool,
     lost: bool = False,
     timed_out: TimeoutKind | None = None,
@@ -643,6 +799,7 @@ def _retry_or_fail(
         stage.attempt + 1,
         now=now,
         limits=limits,
+        routing=routing,
         delay=delay,
         first=tuple(actions),
     )
@@ -676,7 +833,8 @@ def _fail(
     actions: list[Action] = []
     if stage is not None:
         if cancel:
-            actions.append(PublishCancel(_cancel(workflow, stage, error.message)))
+            queued = stage.state == StageState.QUEUED
+            actions.append(PublishCancel(_cancel(workflow, stage, error.message), dequeue=queued))
         stage.state = StageState.FAILED
         stage.finished_at = now
         stage.error = error
@@ -771,6 +929,7 @@ def _job(
     attempt: int,
     *,
     limits: Limits,
+    model: str,
     status: TTSWorkflowStatus | None = None,
 ) -> JobMessage:
     status = status or workflow.status
@@ -780,6 +939,7 @@ def _job(
         task=task,
         attempt=attempt,
         config=spec.workflow_config.indextts_config,
+        model=model,
         stream=spec.speech_stream if task is TaskName.GENERATE_SPEECH else None,
         deadline=_deadline(spec, status, limits),
         # Fixed by the status, not the clock, so that a re-published job is byte-for-byte the same.
@@ -796,6 +956,7 @@ def _cancel(workflow: Workflow, stage: StageStatus, reason: str) -> CancelMessag
 
 
 __all__ = [
+    "NO_WORKER_FOR_MODEL",
     "SPEC_CHANGED",
     "Action",
     "Created",
@@ -809,12 +970,14 @@ __all__ = [
     "PublishCancel",
     "PublishJob",
     "Resumed",
+    "Routing",
     "Tick",
     "TimeoutKind",
     "WorkerEventInput",
     "Workflow",
     "posted",
     "reconcile",
+    "route",
     "spec_changed_message",
     "tick_due",
 ]

@@ -35,7 +35,7 @@ from nats.js import JetStreamContext
 
 from tts_api.constants import StageState
 from tts_api.messages import CancelMessage, JobMessage, WorkflowRef, encode
-from tts_api.nats_names import CANCEL_SUBJECT, job_subject
+from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, dispatch_id, job_subject
 from tts_api.policy import ValidationPolicy
 from tts_api.resource import TTSWorkflowStatus
 from tts_operator import metrics
@@ -130,7 +130,10 @@ class Runner:
         batch_seconds: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
         events: EventLevel = "all",
+        served: Callable[[], frozenset[str] | None] = lambda: None,
     ) -> None:
+        """``served`` says which models live workers serve now (None: not known; then no job waits
+        for a worker of its model): see :class:`tts_operator.worker_models.ServedModels`."""
         self.store = store
         self._nc = nc
         self._js = js
@@ -139,6 +142,7 @@ class Runner:
         self._batch_seconds = batch_seconds
         self._clock = clock
         self._events = events
+        self._served = served
         self._entries: dict[Key, _Entry] = {}
         self._locks = KeyedLocks()
         # Workflows this process finished, oldest first, with when (time.monotonic()).
@@ -147,6 +151,10 @@ class Runner:
         # Jobs this process saw JetStream accept: re-announcing them again is pointless (a restarted
         # process re-announces once, and JetStream drops it if it had landed).
         self._landed: OrderedDict[str, None] = OrderedDict()
+        # Where each job this process queued lies in the stream (job id → sequence), so that a job
+        # cancelled before any worker started it is taken off the queue (best effort: a restarted
+        # process knows none, and such a job then runs on a late worker and its result is ignored).
+        self._queued_at: OrderedDict[str, int] = OrderedDict()
         # False until the events consumer has read the backlog: till then a heartbeat in status may
         # be stale only because its successors are still unread, so ticks wait.
         self.events_caught_up = True
@@ -181,7 +189,14 @@ class Runner:
                     await landed()
                 return Decision(ignored="the workflow no longer exists")
             before = entry.workflow
-            decision = reconcile(before, given, now=self._clock(), limits=self._limits, policy=self._policy)
+            decision = reconcile(
+                before,
+                given,
+                now=self._clock(),
+                limits=self._limits,
+                policy=self._policy,
+                served=self._served(),
+            )
             try:
                 await self._record(key, entry, decision, landed)
             except WorkflowGoneError:
@@ -340,8 +355,10 @@ class Runner:
                     task.add_done_callback(self._later.discard)
                 case PublishJob(job=job):
                     await self.publish_job(job)
-                case PublishCancel(cancel=cancel):
+                case PublishCancel(cancel=cancel, dequeue=dequeue):
                     await self.publish_cancel(cancel)
+                    if dequeue:
+                        await self._dequeue(cancel.job_id)
                 case PostEvent(type=kind) if not posted(self._events, kind):
                     continue
                 case PostEvent(type=kind, reason=reason, message=message):
@@ -356,20 +373,44 @@ class Runner:
                     await self.store.delete(ref)
 
     async def publish_job(self, job: JobMessage) -> None:
+        """Queue ``job`` on its model's subject (``job.model``, which the core always sets)."""
         if job.job_id in self._landed:
             return
-        ack = await self._js.publish(job_subject(job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
+        if job.model is None:
+            raise ValueError(f"job {job.job_id} names no model: it has no subject to go to")
+        ack = await self._js.publish(
+            job_subject(job.model, job.task),
+            encode(job),
+            headers={"Nats-Msg-Id": dispatch_id(job.job_id, job.model)},
+        )
         self._landed[job.job_id] = None
         while len(self._landed) > LANDED_MEMORY:
             self._landed.popitem(last=False)
         duplicate = bool(ack.duplicate)
+        if not duplicate:
+            self._queued_at[job.job_id] = ack.seq
+            while len(self._queued_at) > LANDED_MEMORY:
+                self._queued_at.popitem(last=False)
         metrics.DISPATCHES.labels(job.task.value, "duplicate" if duplicate else "new").inc()
         log.info(
-            "%s job %s",
+            "%s job %s for model %s",
             "re-announced (JetStream dropped the duplicate)" if duplicate else "published",
             job.job_id,
+            job.model,
             extra=_extra(job.workflow),
         )
+
+    async def _dequeue(self, job_id: str) -> None:
+        """Take a cancelled job that no worker started off the jobs queue, if this process queued it."""
+        seq = self._queued_at.pop(job_id, None)
+        if seq is None:
+            return
+        try:
+            await self._js.delete_msg(JOBS_STREAM, seq)
+        except Exception as exc:  # taken meanwhile (then the cancel stops it), or NATS is away
+            log.debug("job %s was not taken off the queue: %s", job_id, exc)
+        else:
+            log.info("took job %s off the jobs queue", job_id)
 
     async def publish_cancel(self, cancel: CancelMessage) -> None:
         await self._nc.publish(CANCEL_SUBJECT, encode(cancel))

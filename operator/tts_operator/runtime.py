@@ -1,4 +1,5 @@
-"""One operator process's parts, wired: NATS, the store, the runner and the events consumer."""
+"""One operator process's parts, wired: NATS, the store, the runner, the events consumer and the
+view of which models the workers serve."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tts_operator.events_consumer import EventsConsumer, ensure_operator_consume
 from tts_operator.runner import Runner
 from tts_operator.settings import Settings
 from tts_operator.store import WorkflowStore
+from tts_operator.worker_models import ServedModels
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class Runtime:
     nc: NatsClient
     runner: Runner
     consumer_task: asyncio.Task[None]
+    registry_task: asyncio.Task[None]
 
     @classmethod
     async def start(cls, settings: Settings, store: WorkflowStore, policy: ValidationPolicy) -> Runtime:
@@ -35,8 +38,10 @@ class Runtime:
             settings.nats_url, name="indextts-operator", max_reconnect_attempts=-1, connect_timeout=5
         )
         js = nc.jetstream()
-        await ensure_jetstream(js, replicas=settings.nats_replicas or None)
+        workers = await ensure_jetstream(js, replicas=settings.nats_replicas or None)
         await ensure_operator_consumer(js)
+        served = ServedModels(workers, connected=lambda: nc.is_connected)
+        registry_task = asyncio.create_task(served.run(), name="tts-operator-worker-registry")
         runner = Runner(
             store,
             nc,
@@ -45,15 +50,17 @@ class Runtime:
             policy=policy,
             batch_seconds=settings.heartbeat_batch_seconds,
             events=settings.events,
+            served=served.models,
         )
         runner.events_caught_up = False  # ticks wait until the events backlog is read
         consumer = EventsConsumer(js, runner)
         task = asyncio.create_task(consumer.run(), name="tts-operator-events")
         log.info("operator connected to NATS at %s; reading worker events", settings.nats_url)
-        return cls(settings, nc, runner, task)
+        return cls(settings, nc, runner, task, registry_task)
 
     async def stop(self) -> None:
         await cancel_and_wait(self.consumer_task)
+        await cancel_and_wait(self.registry_task)
         await self.runner.close()
         with contextlib.suppress(Exception):
             await self.nc.drain()

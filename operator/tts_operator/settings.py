@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     backoff_max_seconds: float = Field(
         default=DEFAULT_LIMITS.backoff_max_seconds, ge=0, description="The longest wait before a retry."
     )
+    worker_wait_seconds: float = Field(
+        default=DEFAULT_LIMITS.worker_wait_seconds,
+        gt=0,
+        description="How long a queued job waits while no live worker serves its model (condition "
+        "reason NoWorkerForModel) before its workflow fails with MODEL_NOT_READY.",
+    )
     tick_seconds: float = Field(
         default=5.0, gt=0, description="How often each unfinished workflow is checked for timeouts."
     )
@@ -120,6 +126,7 @@ class Settings(BaseSettings):
             max_worker_losses=self.max_worker_losses,
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
+            worker_wait_seconds=self.worker_wait_seconds,
         )
 
     def namespace_list(self) -> list[str]:

@@ -38,13 +38,17 @@ async def test_a_replayed_dispatch_is_dropped_and_a_job_is_taken_once(nats_url: 
             task=TaskName.HEALTH_CHECK,
             attempt=1,
         )
-        first = await js.publish(job_subject(job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
-        again = await js.publish(job_subject(job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
+        first = await js.publish(
+            job_subject("espeak", job.task), encode(job), headers={"Nats-Msg-Id": job.job_id}
+        )
+        again = await js.publish(
+            job_subject("espeak", job.task), encode(job), headers={"Nats-Msg-Id": job.job_id}
+        )
         assert not first.duplicate
         assert again.duplicate
         assert (await js.stream_info(JOBS_STREAM)).state.messages == 1
 
-        consumer = await js.pull_subscribe(job_subject(job.task), durable="test-workers")
+        consumer = await js.pull_subscribe(job_subject("espeak", job.task), durable="test-workers")
         [message] = await consumer.fetch(1, timeout=2)
         assert decode_command(message.data) == job
         await message.ack_sync()

@@ -26,7 +26,7 @@ from tts_api.messages import (
     encode,
     make_job_id,
 )
-from tts_api.nats_names import event_subject, job_subject
+from tts_api.nats_names import dispatch_id, event_subject, job_subject, model_jobs_subjects, workers_consumer
 from tts_api.request import IndexTTSConfig
 
 WORKFLOW = WorkflowRef(uid="7d9c6a1e-0000-4000-8000-000000000001", name="hello", namespace="default")
@@ -96,8 +96,16 @@ def test_job_id_names_workflow_stage_and_attempt() -> None:
     assert make_job_id("abc", TaskName.GENERATE_SPEECH, 3) != make_job_id("abc", TaskName.GENERATE_SPEECH, 4)
 
 
-def test_subjects_are_per_task_and_per_workflow() -> None:
-    assert job_subject(TaskName.HEALTH_CHECK) == "tts.jobs.health_check"
+def test_subjects_are_per_model_and_task_and_per_workflow() -> None:
+    assert job_subject("espeak", TaskName.HEALTH_CHECK) == "tts.jobs.espeak.health_check"
+    # A dot would split the subject token: the model's own name is kept apart from another's.
+    assert job_subject("indextts-2.5", TaskName.GENERATE_SPEECH) == "tts.jobs.indextts-2_5.generate_speech"
+    assert job_subject("indextts-2", TaskName.GENERATE_SPEECH) != job_subject(
+        "indextts-2.5", TaskName.GENERATE_SPEECH
+    )
+    assert model_jobs_subjects("indextts-2.5") == "tts.jobs.indextts-2_5.>"
+    assert workers_consumer("indextts-2.5") == "tts-workers-indextts-2_5"
+    assert dispatch_id("u/generate_speech/1", "indextts-2.5") == "u/generate_speech/1@indextts-2_5"
     assert event_subject("abc", "heartbeat") == "tts.events.abc.heartbeat"
 
 

@@ -34,6 +34,7 @@ from tts_api.messages import (
 from tts_api.nats_names import EVENTS_SUBJECT_PREFIX, job_subject
 from tts_api.policy import ValidationPolicy
 from tts_api.request import IndexTTSConfig
+from tts_api.speech_models import model_of
 from voice_library.presets import Presets
 
 # Fast timings so that redelivery and heartbeats happen within a test's seconds.
@@ -86,9 +87,13 @@ class Bus:
     client: Client
     js: JetStreamContext
     events: list[WorkerEvent] = field(default_factory=list)
+    # The model of the workers the test started last: where a job naming none is queued.
+    model: str = "synthetic"
 
-    async def publish(self, job: JobMessage) -> None:
-        await self.js.publish(job_subject(job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
+    async def publish(self, job: JobMessage, *, model: str | None = None) -> None:
+        """Queue ``job`` on ``model``'s subject (else the job's model, else the workers')."""
+        subject = job_subject(model or job.model or self.model, job.task)
+        await self.js.publish(subject, encode(job), headers={"Nats-Msg-Id": job.job_id})
 
     def of(self, job_id: str, kind: str | None = None) -> list[WorkerEvent]:
         return [e for e in self.events if e.job_id == job_id and (kind is None or e.kind == kind)]
@@ -136,8 +141,9 @@ WorkerStarter = Callable[..., Awaitable[Worker]]
 
 
 @pytest.fixture
-async def start_worker(nats_url: str, policy: ValidationPolicy) -> AsyncIterator[WorkerStarter]:
-    """Start in-process workers; each is stopped (and awaited) when the test ends."""
+async def start_worker(nats_url: str, policy: ValidationPolicy, bus: Bus) -> AsyncIterator[WorkerStarter]:
+    """Start in-process workers; each is stopped (and awaited) when the test ends. The bus queues
+    jobs for the model of the last one started."""
     running: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(
@@ -150,6 +156,7 @@ async def start_worker(nats_url: str, policy: ValidationPolicy) -> AsyncIterator
             presets=presets or {},
             slot=slot,
         )
+        bus.model = model_of(engine.name)
         task = asyncio.create_task(worker.run())
         running.append((worker, task))
         for _ in range(200):

@@ -15,7 +15,7 @@ from tests.inference_pod.conftest import Bus, WorkerStarter, speech_job, task_jo
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode
 from tts_api.messages import ProgressEvent
-from tts_api.nats_names import JOBS_STREAM, WORKERS_CONSUMER
+from tts_api.nats_names import JOBS_STREAM, workers_consumer
 from tts_api.policy import ValidationPolicy
 from tts_api.results import HealthReport, ModelInfoReport, SpeechResult, VoicePresetList
 
@@ -80,7 +80,7 @@ async def test_bad_reference_audio_fails_with_invalid_input_and_is_not_redeliver
     assert final.retryable is False
     await asyncio.sleep(2.5)  # past the ack deadline: a redelivery would have started by now
     assert len(bus.of(job.job_id, "started")) == 1
-    consumer = await bus.js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
+    consumer = await bus.js.consumer_info(JOBS_STREAM, workers_consumer("espeak"))
     assert consumer.num_ack_pending == 0
     assert consumer.num_redelivered == 0
     assert not (share / "workflows" / "output" / "bad.wav").exists()
@@ -155,8 +155,10 @@ async def test_a_job_runs_only_on_its_models_engine_and_the_worker_says_what_it_
     assert (entry.model, entry.device, entry.languages) == ("espeak", "cpu", ["zh", "en"])
     assert entry.model_version
 
+    # Jobs go to their model's subject; one that names another model on this one's (sent by hand,
+    # or queued by an older release) is refused, never spoken with the wrong engine.
     elsewhere = speech_job("other-model", policy, model="indextts-2.5")
-    await bus.publish(elsewhere)
+    await bus.publish(elsewhere, model="espeak")
     refused = await bus.failed(elsewhere.job_id)
     assert refused.error.code is ErrorCode.MODEL_NOT_READY
     assert "'indextts-2.5' was asked for and this worker serves 'espeak'" in refused.error.message
@@ -172,3 +174,25 @@ async def test_a_job_runs_only_on_its_models_engine_and_the_worker_says_what_it_
     await bus.publish(named)
     result = SpeechResult.model_validate((await bus.completed(named.job_id)).output)
     assert result.model_info.model_type == "espeak-ng"
+
+
+async def test_workers_of_two_models_each_take_only_their_models_jobs(
+    bus: Bus, start_worker: WorkerStarter, policy: ValidationPolicy
+) -> None:
+    espeak = await start_worker(EspeakEngine())
+    synthetic = await start_worker(SyntheticEngine(delay_seconds=0.05), slot="cpu1")
+    jobs = {
+        model: [speech_job(f"{model}-{n}", policy, text="Hello there.") for n in range(3)]
+        for model in ("espeak", "synthetic")
+    }
+    for model, queued in jobs.items():
+        for job in queued:
+            await bus.publish(job.model_copy(update={"model": model}))
+    for model, worker in (("espeak", espeak), ("synthetic", synthetic)):
+        for job in jobs[model]:
+            done = await bus.completed(job.job_id)
+            assert done.worker_id == worker.worker_id
+            assert SpeechResult.model_validate(done.output).parameters.model == model
+    for model in ("espeak", "synthetic"):
+        consumer = await bus.js.consumer_info(JOBS_STREAM, workers_consumer(model))
+        assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)

@@ -14,7 +14,7 @@ from tests.inference_pod.conftest import Bus, WorkerStarter, speech_job
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, TTSError
 from tts_api.messages import CancelMessage, encode
-from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, WORKERS_CONSUMER, job_subject
+from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, job_subject, workers_consumer
 from tts_api.policy import ValidationPolicy
 from tts_api.registry import decode_entry, registry_key
 
@@ -39,7 +39,7 @@ class FailingEngine(SyntheticEngine):
 
 
 async def queue_is_empty(bus: Bus) -> bool:
-    consumer = await bus.js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
+    consumer = await bus.js.consumer_info(JOBS_STREAM, workers_consumer("synthetic"))
     stream = await bus.js.stream_info(JOBS_STREAM)
     return stream.state.messages == 0 and consumer.num_ack_pending == 0
 
@@ -95,7 +95,7 @@ async def test_a_transient_failure_is_reported_once_as_retryable_and_never_redel
     assert engine.calls == 1
     assert len(bus.of(job.job_id, "started")) == 1
     assert [e.kind for e in bus.of(job.job_id) if e.kind in ("completed", "failed")] == ["failed"]
-    consumer = await bus.js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
+    consumer = await bus.js.consumer_info(JOBS_STREAM, workers_consumer("synthetic"))
     assert consumer.num_redelivered == 0
     assert await queue_is_empty(bus)
 
@@ -106,7 +106,7 @@ async def test_a_job_redelivered_because_its_worker_died_is_reported_spent_not_r
     """A holder that never acknowledges (it died): the next worker reports the attempt abandoned."""
     job = speech_job("orphan", policy, attempt=2)
     await bus.publish(job)
-    dying = await subscribe_workers(bus.js, ack_wait=2.0)  # the workers' (fast_settings)
+    dying = await subscribe_workers(bus.js, "synthetic", ack_wait=2.0)  # the workers' (fast_settings)
     (held,) = await dying.fetch(1, timeout=5)  # taken, never acknowledged
     assert held.metadata.num_delivered == 1
     engine = FailingEngine(failures=0)
@@ -149,8 +149,8 @@ async def test_unreadable_jobs_are_reported_when_possible_and_never_redelivered(
     body["config"]["emotion_alpha"] = 7  # out of range
     import json
 
-    await bus.js.publish(job_subject(TaskName.GENERATE_SPEECH), json.dumps(body).encode())
-    await bus.js.publish(job_subject(TaskName.GENERATE_SPEECH), b"not json at all")
+    await bus.js.publish(job_subject("synthetic", TaskName.GENERATE_SPEECH), json.dumps(body).encode())
+    await bus.js.publish(job_subject("synthetic", TaskName.GENERATE_SPEECH), b"not json at all")
     failed = await bus.failed(job.job_id)
     assert failed.error.code is ErrorCode.INVALID_INPUT
     assert "emotion_alpha" in failed.error.message

@@ -18,7 +18,8 @@ from nats.aio.client import Client
 
 from nats_support.embedded_nats import free_port, nats_server_binary
 from nats_support.jetstream import JetStreamSetupError, ensure_jetstream, subscribe_workers
-from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, WORKERS_BUCKET
+from tts_api.constants import TaskName
+from tts_api.nats_names import EVENTS_STREAM, JOBS_STREAM, WORKERS_BUCKET, job_subject
 
 T = TypeVar("T")
 # What a request meets while the streams elect new leaders.
@@ -139,7 +140,11 @@ async def test_with_three_replicas_the_work_goes_on_when_a_server_is_killed(
     js = client.jetstream()
     bucket = await ensure_jetstream(js, replicas=3)
     for n in range(5):
-        await js.publish("tts.jobs.generate_speech", f"before {n}".encode(), headers={"Nats-Msg-Id": f"b{n}"})
+        await js.publish(
+            job_subject("synthetic", TaskName.GENERATE_SPEECH),
+            f"before {n}".encode(),
+            headers={"Nats-Msg-Id": f"b{n}"},
+        )
     written = await bucket.put("worker-a", b"busy")  # the bucket's sequence number of this write
     info = await js.stream_info(JOBS_STREAM)
     assert info.cluster is not None
@@ -158,12 +163,12 @@ async def test_with_three_replicas_the_work_goes_on_when_a_server_is_killed(
             await while_electing(
                 functools.partial(
                     ojs.publish,
-                    "tts.jobs.generate_speech",
+                    job_subject("synthetic", TaskName.GENERATE_SPEECH),
                     f"after {n}".encode(),
                     headers={"Nats-Msg-Id": f"a{n}"},
                 )
             )
-        workers = await while_electing(lambda: subscribe_workers(ojs, ack_wait=5))
+        workers = await while_electing(lambda: subscribe_workers(ojs, "synthetic", ack_wait=5))
         taken: set[bytes] = set()
         deadline = asyncio.get_running_loop().time() + 60
         # Every job is taken, and every ack lands (one lost to the election is redelivered, taken again).

@@ -1,6 +1,8 @@
 """A stand-in for the inference pods that speaks the shared messages over a real nats-server.
 
-It pulls jobs from the jobs stream (the workers' durable consumer), answers with started,
+It pulls every model's jobs from the jobs stream (a durable consumer of its own on every job subject,
+where real workers have one per model), registers itself in the worker registry as serving every
+known model while it pulls, answers with started,
 heartbeat, progress and completed events, and records every job and every cancel it sees. Its
 ``mode`` says how it behaves: ``complete``, ``hold`` (runs until released or cancelled), ``silent``
 (says "started", then nothing), ``fail`` (a non-retryable failure).
@@ -34,9 +36,15 @@ from tts_api.messages import (
     decode_command,
     encode,
 )
-from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_CONSUMER, event_subject
+from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_BUCKET, event_subject
 from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT, DeleteOutput, decode_deletion
+from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import OUTPUT_MODELS
+from tts_api.speech_models import KNOWN_MODELS
+
+# Its consumer takes every job subject: no real worker (one consumer per model) may share its server.
+STUB_CONSUMER = "stub-workers"
+REGISTRY_REFRESH_SECONDS = 3.0
 
 Mode = Literal["complete", "hold", "silent", "fail"]
 
@@ -130,15 +138,48 @@ class StubWorker:
             self.cancels.append(command)
             self._cancelled.add(command.job_id)
 
+    async def _register(self) -> None:
+        """Say in the worker registry that a worker serves each known model, as real ones do."""
+        assert self._js is not None
+        bucket = await self._js.key_value(WORKERS_BUCKET)
+        try:
+            while True:
+                for model in KNOWN_MODELS:
+                    entry = WorkerEntry(
+                        worker_id=f"{POD}/{model}",
+                        pod=POD,
+                        slot="cpu0",
+                        state=WorkerState.IDLE,
+                        engine="stub",
+                        model=model,
+                        model_state=ModelState.READY,
+                        heartbeat_seconds=REGISTRY_REFRESH_SECONDS,
+                    )
+                    await bucket.put(registry_key(entry.worker_id), encode_entry(entry))
+                await asyncio.sleep(REGISTRY_REFRESH_SECONDS)
+        finally:
+            for model in KNOWN_MODELS:
+                with contextlib.suppress(Exception):
+                    await bucket.delete(registry_key(f"{POD}/{model}"))
+
     async def _pull(self) -> None:
         assert self._js is not None
         subscription = await self._js.pull_subscribe(
             JOBS_SUBJECTS,
-            durable=WORKERS_CONSUMER,
+            durable=STUB_CONSUMER,
             stream=JOBS_STREAM,
             # A delivery lost at a fetch timeout comes again after ack_wait: keep it short.
-            config=ConsumerConfig(durable_name=WORKERS_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=2),
+            config=ConsumerConfig(durable_name=STUB_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=2),
         )
+        registering = asyncio.create_task(self._register())
+        try:
+            await self._take(subscription)
+        finally:
+            registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registering
+
+    async def _take(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
                 messages = await subscription.fetch(1, timeout=0.5)

@@ -145,7 +145,9 @@ async def operator(
     await ensure_jetstream(js)
     await ensure_operator_consumer(js)
     store = MemoryStore()
-    runner = Runner(store, nc, js, limits=limits, policy=policy, batch_seconds=0)
+    # The workers run the synthetic engine: its model is the default, as the chart makes the one it serves.
+    served_model = policy.model_copy(update={"default_model": "synthetic"})
+    runner = Runner(store, nc, js, limits=limits, policy=served_model, batch_seconds=0)
     running = Operator(store, runner, nc, js)
 
     async def tick() -> None:  # what kopf's timer (or local mode's driver) does

@@ -86,7 +86,9 @@ async def operator(nats_url: str, policy: ValidationPolicy) -> AsyncIterator[Ope
     await ensure_jetstream(js)
     await ensure_operator_consumer(js)
     store = MemoryStore()
-    runner = Runner(store, nc, js, limits=LIMITS, policy=policy, batch_seconds=0)
+    # The workers run the synthetic engine: its model is the default, as the chart makes the one it serves.
+    served_model = policy.model_copy(update={"default_model": "synthetic"})
+    runner = Runner(store, nc, js, limits=LIMITS, policy=served_model, batch_seconds=0)
     consumer = asyncio.create_task(EventsConsumer(js, runner, fetch_timeout=0.3).run())
     running = Operator(store, runner, nc, js)
     yield running
@@ -168,7 +170,7 @@ async def test_a_job_whose_worker_died_is_counted_once_as_a_lost_worker_not_an_a
 ) -> None:
     workflow = operator.store.add("hello", spec())
     # A worker takes attempt 1, says it started, and dies: it never acknowledges the job.
-    dying = await subscribe_workers(operator.js, ack_wait=2.0)  # the workers' (fast_settings)
+    dying = await subscribe_workers(operator.js, "synthetic", ack_wait=2.0)  # the workers' (fast_settings)
     await operator.runner.handle(Created(), workflow=workflow)
     (held,) = await dying.fetch(1, timeout=5)
     assert held.metadata.num_delivered == 1

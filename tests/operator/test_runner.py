@@ -73,9 +73,10 @@ async def test_status_first_then_the_job_whose_replay_jetstream_drops(
     await runner.handle(Created(), workflow=workflow)
     assert store.status("hello")["phase"] == "Queued"
     assert await jobs_stored(context) == 1
-    message = await context.get_last_msg(JOBS_STREAM, "tts.jobs.generate_speech")
+    # No model named, none configured, no registry to ask: the deployment's first model.
+    message = await context.get_last_msg(JOBS_STREAM, "tts.jobs.indextts-2.generate_speech")
     assert message.headers is not None
-    assert message.headers["Nats-Msg-Id"] == "uid-hello/generate_speech/1"
+    assert message.headers["Nats-Msg-Id"] == "uid-hello/generate_speech/1@indextts-2"
     # A re-run handler and a tick re-announce the same attempt: this process knows it landed.
     await runner.handle(Created(), workflow=workflow)
     await runner.handle(Tick(), workflow=workflow)
