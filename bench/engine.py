@@ -1,11 +1,12 @@
 """Engine speed: the project's ``indextts2`` engine against a direct ``IndexTTS2.infer`` call on the
 same random-weight checkpoint, text and settings; a speaker-cache hit against a miss; the model's load
-time (what reloading the model in every task, as the Celery design does, costs every job); and the
-``espeak`` engine's real-time factor.
+time (what reloading the model in every task, as the Celery design does, costs every job); the
+``indextts25`` engine's load time, time to first audio and real-time factor on its own random-weight
+checkpoint; and the ``espeak`` engine's.
 
-The checkpoint is the tests' (``tests/inference_pod/checkpoint_builder.py``), built once into
-``.cache/bench/`` by a child process; ``HF_HUB_OFFLINE`` and ``HF_HOME`` are set before ``indextts``
-is first imported, so the hub is never asked.
+The checkpoints are the tests' (``tests/inference_pod/checkpoint_builder.py`` and
+``checkpoint_builder25.py``), built once into ``.cache/bench/`` by child processes; ``HF_HUB_OFFLINE``
+and ``HF_HOME`` are set before ``indextts`` is first imported, so the hub is never asked.
 """
 
 from __future__ import annotations
@@ -50,6 +51,19 @@ def checkpoint(cache_dir: Path) -> tuple[Path, Path]:
         subprocess.run(builder, check=True, env=env, cwd=repo, stdout=subprocess.DEVNULL, timeout=600)  # noqa: S603
         done.touch()
     return root / "model", root / "hf_home"
+
+
+def checkpoint25(cache_dir: Path) -> Path:
+    """The random-weight IndexTTS-2.5 checkpoint (its auxiliary models inside), built once."""
+    root = cache_dir / "checkpoint25"
+    done = root / ".complete"
+    if not done.exists():
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home")}
+        builder = [sys.executable, "-m", "tests.inference_pod.checkpoint_builder25", str(root)]
+        repo = Path(__file__).resolve().parent.parent
+        subprocess.run(builder, check=True, env=env, cwd=repo, stdout=subprocess.DEVNULL, timeout=600)  # noqa: S603
+        done.touch()
+    return root / "model"
 
 
 def write_voice(path: Path, seconds: float, pitch: float = 140.0) -> Path:
@@ -159,8 +173,38 @@ def _measure(cache_dir: Path, repeats: int) -> dict[str, float]:
         ratios.append(rtf)
     results["indextts2_cpu_ttfa_ms"] = 1000 * statistics.median(first)
     results["indextts2_cpu_rtf"] = statistics.median(ratios)
+    results.update(indextts25_figures(cache_dir, voice, repeats=repeats))
     results.update(espeak_figures(repeats=repeats))
     return results
+
+
+def indextts25_figures(cache_dir: Path, voice: Path, *, repeats: int) -> dict[str, float]:
+    """The IndexTTS-2.5 engine on its random-weight checkpoint, with the same generation limits as
+    IndexTTS2's: ``load()``, then time to the first streamed segment and seconds per audio second."""
+    from inference_pod.engines.indextts25 import IndexTTS25Engine
+
+    engine = IndexTTS25Engine(
+        checkpoint25(cache_dir),
+        device="cpu",
+        max_mel_tokens=GENERATION["max_mel_tokens"],
+        num_beams=GENERATION["num_beams"],
+        text_normalization=False,  # as the tests run it: NeMo's grammars are IndexTTS2's figure
+    )
+    began = time.perf_counter()
+    engine.load()
+    load_s = time.perf_counter() - began
+    request = SynthesisRequest(text=TEXT, reference_audio=voice, language="zh")
+    streamed(engine, request)  # warm its speaker and emotion caches
+    first, ratios = [], []
+    for _ in range(repeats):
+        ttfa, rtf = streamed(engine, request)
+        first.append(ttfa)
+        ratios.append(rtf)
+    return {
+        "indextts25_load_s": load_s,
+        "indextts25_cpu_ttfa_ms": 1000 * statistics.median(first),
+        "indextts25_cpu_rtf": statistics.median(ratios),
+    }
 
 
 def streamed(engine: Any, request: SynthesisRequest) -> tuple[float, float]:

@@ -47,6 +47,9 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("indextts2_load_s", "(random weights, CPU)"),
     ("indextts2_cpu_ttfa_ms", "(random weights: time, not speech)"),
     ("indextts2_cpu_rtf", "(random weights)"),
+    ("indextts25_load_s", "(random weights, CPU)"),
+    ("indextts25_cpu_ttfa_ms", "(random weights: time, not speech)"),
+    ("indextts25_cpu_rtf", "(random weights)"),
     ("espeak_load_ms", ""),
     ("espeak_ttfa_ms", ""),
     ("espeak_rtf", ""),
@@ -129,7 +132,7 @@ def run(*, quick: bool, work_dir: Path, cache_dir: Path, parts: Sequence[str] = 
             ),
         ),
         "engine": (
-            "engine (IndexTTS2 on random weights; espeak)",
+            "engine (IndexTTS2 and IndexTTS-2.5 on random weights; espeak)",
             lambda: engine.measure(cache_dir, repeats=1 if quick else 15),
         ),
         "memory": (

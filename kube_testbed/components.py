@@ -81,9 +81,20 @@ def forbidden_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if FORBIDDEN.search(line)]
 
 
+# The model the stack's workers serve (the synthetic engine's): as the chart does, every component
+# is given it as the one model requests are for.
+STACK_MODEL = "synthetic"
+
+
 def shared_env(share_dir: Path) -> dict[str, str]:
-    """What every component reads about the shared volume (``/share/...`` paths land in share_dir)."""
-    return {"TTS_SHARED_DIR": str(share_dir), "TTS_SHARED_PREFIX": SHARED_PREFIX}
+    """What every component reads about the shared volume (``/share/...`` paths land in share_dir)
+    and about the model the stack serves."""
+    return {
+        "TTS_SHARED_DIR": str(share_dir),
+        "TTS_SHARED_PREFIX": SHARED_PREFIX,
+        "TTS_MODELS": STACK_MODEL,
+        "TTS_DEFAULT_MODEL": STACK_MODEL,
+    }
 
 
 def _spawn(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Component:

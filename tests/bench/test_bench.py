@@ -33,6 +33,9 @@ HEADLINE_KEYS = {
     "indextts2_load_s",
     "indextts2_cpu_ttfa_ms",
     "indextts2_cpu_rtf",
+    "indextts25_load_s",
+    "indextts25_cpu_ttfa_ms",
+    "indextts25_cpu_rtf",
     "espeak_load_ms",
     "espeak_ttfa_ms",
     "espeak_rtf",
@@ -71,6 +74,9 @@ REQUIRED = {
         "indextts2_load_s",
         "indextts2_cpu_ttfa_ms",
         "indextts2_cpu_rtf",
+        "indextts25_load_s",
+        "indextts25_cpu_ttfa_ms",
+        "indextts25_cpu_rtf",
         "espeak_load_ms",
         "espeak_ttfa_ms",
         "espeak_rtf",
@@ -159,6 +165,8 @@ def test_the_engine_and_memory_parts_produce_their_figures(tmp_path: Path) -> No
     results = run_parts(tmp_path, ["engine", "memory"])
     assert {"worker_rss_mb_espeak", "worker_hwm_mb_espeak"} <= results.keys()
     assert results["indextts2_cpu_ttfa_ms"] > 0
+    assert results["indextts25_cpu_ttfa_ms"] > 0
+    assert results["indextts25_cpu_rtf"] > 0
     assert results["espeak_ttfa_ms"] > 0
 
 

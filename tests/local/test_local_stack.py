@@ -189,6 +189,11 @@ def test_async_request_then_status_then_audio(stack: Stack) -> None:
             "workflow_config.indextts_config.emotion_vector",
         ),
         (task("indextts.unknown"), "workflow_config.workflow_chain[0]"),
+        # Local mode serves its engine's model (espeak here) and no other.
+        (
+            speech("hi", "/share/workflows/output/a.wav", model="indextts-2.5"),
+            "workflow_config.indextts_config.model",
+        ),
     ],
 )
 def test_bad_input_is_400_and_runs_nothing(body: dict[str, Any], field: str, stack: Stack) -> None:

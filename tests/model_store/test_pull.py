@@ -216,3 +216,46 @@ def test_the_worker_names_what_a_pulled_checkpoint_lacks_before_it_loads_anythin
     assert refused.value.code is ErrorCode.MODEL_NOT_READY
     assert "gpt.pth" in refused.value.message
     assert "models pull indextts-2" in refused.value.message
+
+
+@pytest.mark.slow
+def test_indextts25_pulled_through_the_hub_loads_and_speaks_from_where_it_was_put(
+    checkpoint25: Path, tmp_path: Path
+) -> None:
+    """The catalog's IndexTTS-2.5 files are those its code reads: a random-weight checkpoint, served
+    file by file as the catalog names them (the checkpoint's repository, w2v-bert, CAMPPlus, BigVGAN),
+    pulled, and loaded offline from the folder the pull made: nothing missing, nothing fetched."""
+    from inference_pod.engines.base import SynthesisRequest
+    from inference_pod.engines.indextts25 import IndexTTS25Engine, checkpoint_gaps
+    from model_store.catalog import INDEXTTS_2_5
+    from tests.inference_pod.conftest import write_voice
+
+    repos: dict[str, dict[str, bytes]] = {}
+    for group in (INDEXTTS_2_5.checkpoint, *INDEXTTS_2_5.auxiliaries):
+        for name in group.files:
+            source = locate(INDEXTTS_2_5, checkpoint25, group, name)
+            assert source is not None, f"the random-weight checkpoint has no {group.repo}/{name}"
+            repos.setdefault(group.repo, {})[name] = source.read_bytes()
+    root = tmp_path / "models"
+    with serving(Hub(repos)) as hub:
+        pulled = models(hub, "pull", "indextts-2.5", "--dir", str(root))
+        assert pulled.returncode == 0, pulled.stderr
+        assert "indextts-2.5: complete" in pulled.stderr
+        listed = models(hub, "list", "--dir", str(root))
+    assert any(line.startswith("indextts-2.5\tcomplete\t") for line in listed.stdout.splitlines()), listed.stdout
+    folder = root / "indextts-2.5"
+    assert (folder / "hf_cache" / "w2v-bert-2.0" / "model.safetensors").is_file()
+    assert (folder / "hf_cache" / "campplus_cn_common.bin").is_file()
+    assert (folder / "hf_cache" / "bigvgan" / "bigvgan_generator.pt").is_file()
+    assert checkpoint_gaps(folder, folder / "config.yaml") == []
+
+    engine = IndexTTS25Engine(folder, device="cpu", max_mel_tokens=12, num_beams=1, text_normalization=False)
+    engine.load()
+    voice = write_voice(tmp_path / "voice.wav")
+    outcome = engine.synthesize(
+        SynthesisRequest(text="你好。", reference_audio=voice), lambda done, total: None
+    )
+    assert outcome.duration > 0
+
+    (folder / "hf_cache" / "campplus_cn_common.bin").unlink()
+    assert checkpoint_gaps(folder, folder / "config.yaml") == ["hf_cache/campplus_cn_common.bin"]

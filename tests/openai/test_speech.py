@@ -38,7 +38,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "alice: {name: Alice, reference_audio: /share/voices/alice.wav}\n"
         "ghost: {name: Ghost, reference_audio: /share/voices/ghost.wav}\n"
     )
-    voices_env = {"TTS_GATEWAY_OPENAI_VOICES": "alloy=default"}
+    # A model configured beside the one local mode serves: requests for it are refused as unserved.
+    voices_env = {"TTS_GATEWAY_OPENAI_VOICES": "alloy=default", "TTS_MODELS": "espeak,indextts-2.5"}
     with running_stack(data, "--api-key", KEY, "--presets", str(presets), env=voices_env) as running:
         yield running
 
