@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nats_support.jetstream import WORKERS_ACK_WAIT_SECONDS
+
 EngineName = Literal["auto", "espeak", "indextts2", "indextts25", "synthetic"]
 
 
@@ -97,7 +99,9 @@ class WorkerSettings(BaseSettings):
     )
     heartbeat_seconds: float = Field(default=5.0, gt=0, description="Heartbeat and registry refresh period.")
     ack_wait_seconds: float = Field(
-        default=30.0, gt=0, description="JetStream ack deadline; extended every heartbeat while a job runs."
+        default=WORKERS_ACK_WAIT_SECONDS,
+        gt=0,
+        description="JetStream ack deadline; extended every heartbeat while a job runs.",
     )
     shutdown_grace_seconds: float = Field(
         default=25.0,

@@ -105,10 +105,20 @@ class EmbeddedNats:
     store, so its clients reconnect and find every stream as it was last written.
     """
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        monitor_port: int | None = None,
+    ) -> None:
+        """``monitor_port``: serve the HTTP monitoring endpoints (``/jsz``, ``/varz``) there, as the
+        chart's NATS does for KEDA; None: none."""
         self.store_dir = store_dir
         self.host = host
         self.port = port or free_port(host)
+        self.monitor_port = monitor_port
         self._process: subprocess.Popen[bytes] | None = None
         self.store_fault: str | None = None
         self.starts = 0
@@ -160,6 +170,8 @@ class EmbeddedNats:
             "-p",
             str(self.port),
         ]
+        if self.monitor_port is not None:
+            command += ["-m", str(self.monitor_port)]
         log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
         # Its own session: a Ctrl-C in the terminal reaches the host only, which stops it last.
         process = subprocess.Popen(  # noqa: S603 (our own binary, fixed arguments)

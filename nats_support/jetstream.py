@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from nats.js import JetStreamContext
@@ -45,6 +45,10 @@ T = TypeVar("T")
 
 # JetStream's error code for "stream name already in use with a different configuration".
 STREAM_EXISTS_OTHERWISE = 10058
+
+# The workers' ack deadline, unless TTS_WORKER_ACK_WAIT_SECONDS says otherwise: the one a model's
+# consumer gets when the operator creates it before any worker of that model has started.
+WORKERS_ACK_WAIT_SECONDS = 30.0
 
 # How long JetStream remembers a Nats-Msg-Id: a dispatch replayed within it is dropped.
 DEDUPLICATION_WINDOW_SECONDS = 3600.0
@@ -119,14 +123,31 @@ def _work_queue_consumer(name: str, subject: str, *, ack_wait: float) -> Consume
 async def subscribe_workers(
     js: JetStreamContext, model: str, *, ack_wait: float
 ) -> JetStreamContext.PullSubscription:
-    """The pull consumer the workers serving ``model`` share: the jobs for that model, and only them."""
+    """The pull consumer the workers serving ``model`` share: the jobs for that model, and only them.
+    One created before (by the operator, or under another setting) is brought to ``ack_wait``."""
     name = workers_consumer(model)
-    return await js.pull_subscribe(
-        model_jobs_subjects(model),
-        durable=name,
-        stream=JOBS_STREAM,
-        config=_work_queue_consumer(name, model_jobs_subjects(model), ack_wait=ack_wait),
+    config = _work_queue_consumer(name, model_jobs_subjects(model), ack_wait=ack_wait)
+    subscription = await js.pull_subscribe(
+        model_jobs_subjects(model), durable=name, stream=JOBS_STREAM, config=config
     )
+    if (await subscription.consumer_info()).config.ack_wait != ack_wait:
+        await js.add_consumer(JOBS_STREAM, config)  # an update: the same consumer, this deadline
+    return subscription
+
+
+async def ensure_model_consumers(js: JetStreamContext, models: Iterable[str]) -> None:
+    """Create each model's workers' consumer if it is missing, so that it exists before any worker
+    of that model does: an autoscaler reads the jobs waiting there (KEDA's ``nats-jetstream``
+    scaler, on its ``num_pending`` and ``num_ack_pending``) to start the first one. An existing one
+    is left as it is (its ack deadline is the one its first creator gave it)."""
+    for model in models:
+        name = workers_consumer(model)
+        try:
+            await js.consumer_info(JOBS_STREAM, name)
+        except NotFoundError:
+            config = _work_queue_consumer(name, model_jobs_subjects(model), ack_wait=WORKERS_ACK_WAIT_SECONDS)
+            await js.add_consumer(JOBS_STREAM, config)
+            log.info("created the JetStream consumer %s for model %s's jobs", name, model)
 
 
 async def subscribe_output_cleanup(

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client as NatsClient
 
-from nats_support.jetstream import ensure_jetstream
+from nats_support.jetstream import ensure_jetstream, ensure_model_consumers
 from nats_support.tasks import cancel_and_wait
 from tts_api.policy import ValidationPolicy
+from tts_api.speech_models import KNOWN_MODELS
 from tts_operator.events_consumer import EventsConsumer, ensure_operator_consumer
 from tts_operator.runner import Runner
 from tts_operator.settings import Settings
@@ -40,6 +41,9 @@ class Runtime:
         js = nc.jetstream()
         workers = await ensure_jetstream(js, replicas=settings.nats_replicas or None)
         await ensure_operator_consumer(js)
+        # Each model's consumer exists before its first worker does: an autoscaler counts the jobs
+        # waiting there to start that worker.
+        await ensure_model_consumers(js, policy.models or KNOWN_MODELS)
         served = ServedModels(workers, connected=lambda: nc.is_connected)
         registry_task = asyncio.create_task(served.run(), name="tts-operator-worker-registry")
         runner = Runner(

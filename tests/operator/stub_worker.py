@@ -1,7 +1,7 @@
 """A stand-in for the inference pods that speaks the shared messages over a real nats-server.
 
-It pulls every model's jobs from the jobs stream (a durable consumer of its own on every job subject,
-where real workers have one per model), registers itself in the worker registry as serving every
+It pulls every model's jobs from the jobs stream (through each model's consumer, as the workers of
+every model together would), registers itself in the worker registry as serving every
 known model while it pulls, answers with started,
 heartbeat, progress and completed events, and records every job and every cancel it sees. Its
 ``mode`` says how it behaves: ``complete``, ``hold`` (runs until released or cancelled), ``silent``
@@ -19,9 +19,8 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 
-from nats_support.jetstream import ensure_jetstream
+from nats_support.jetstream import ensure_jetstream, subscribe_output_cleanup, subscribe_workers
 from tts_api.constants import TaskName
 from tts_api.errors import ErrorCode, ErrorInfo
 from tts_api.messages import (
@@ -36,14 +35,16 @@ from tts_api.messages import (
     decode_command,
     encode,
 )
-from tts_api.nats_names import CANCEL_SUBJECT, JOBS_STREAM, JOBS_SUBJECTS, WORKERS_BUCKET, event_subject
+from tts_api.nats_names import (
+    CANCEL_SUBJECT,
+    WORKERS_BUCKET,
+    event_subject,
+)
 from tts_api.output_deletion import OUTPUT_DELETION_SUBJECT, DeleteOutput, decode_deletion
 from tts_api.registry import ModelState, WorkerEntry, WorkerState, encode_entry, registry_key
 from tts_api.results import OUTPUT_MODELS
 from tts_api.speech_models import KNOWN_MODELS
 
-# Its consumer takes every job subject: no real worker (one consumer per model) may share its server.
-STUB_CONSUMER = "stub-workers"
 REGISTRY_REFRESH_SECONDS = 3.0
 
 Mode = Literal["complete", "hold", "silent", "fail"]
@@ -163,21 +164,19 @@ class StubWorker:
                     await bucket.delete(registry_key(f"{POD}/{model}"))
 
     async def _pull(self) -> None:
+        """One pull loop per known model's consumer, and one on the deletions', as real workers read
+        them (a delivery lost at a fetch timeout comes again after the ack deadline: keep it short)."""
         assert self._js is not None
-        subscription = await self._js.pull_subscribe(
-            JOBS_SUBJECTS,
-            durable=STUB_CONSUMER,
-            stream=JOBS_STREAM,
-            # A delivery lost at a fetch timeout comes again after ack_wait: keep it short.
-            config=ConsumerConfig(durable_name=STUB_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=2),
-        )
-        registering = asyncio.create_task(self._register())
+        subscriptions = [await subscribe_workers(self._js, model, ack_wait=2) for model in KNOWN_MODELS]
+        subscriptions.append(await subscribe_output_cleanup(self._js, ack_wait=2))
+        loops = [asyncio.create_task(self._take(subscription)) for subscription in subscriptions]
+        loops.append(asyncio.create_task(self._register()))
         try:
-            await self._take(subscription)
+            await asyncio.gather(*loops)
         finally:
-            registering.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await registering
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
 
     async def _take(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:

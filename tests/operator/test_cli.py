@@ -10,12 +10,15 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import nats
 import pytest
 import yaml
 
 from nats_support.embedded_nats import free_port
 from tests.operator.cluster import Cluster, emulated_api_server, eventually, phase_is
 from tests.operator.scenarios import speech_spec
+from tts_api.nats_names import JOBS_STREAM, workers_consumer
+from tts_api.speech_models import KNOWN_MODELS
 
 
 def test_help_lists_the_scope_and_leader_options() -> None:
@@ -95,6 +98,14 @@ async def test_the_operator_process_dispatches_and_serves_metrics(
 
             await eventually(scraped, within=10, what="the dispatch counted in /metrics")
             assert "tts_operator_leader 1.0" in text
+            # Each model's consumer is there before any worker of it: an autoscaler reads its jobs there.
+            client = await nats.connect(nats_url)
+            try:
+                for model in KNOWN_MODELS:
+                    info = await client.jetstream().consumer_info(JOBS_STREAM, workers_consumer(model))
+                    assert info.num_pending == (1 if model == "indextts-2" else 0), model
+            finally:
+                await client.close()
         finally:
             process.send_signal(signal.SIGTERM)
             try:
