@@ -1,5 +1,7 @@
 """Resident memory from /proc/<pid>/status (VmRSS now, VmHWM the peak), and a worker alone with
-each engine: ``python -m inference_pod`` on an embedded nats-server, a few jobs published to it."""
+each engine: ``python -m inference_pod`` on an embedded nats-server, a few jobs published to it; and
+a worker's cold start, from its process start to the first job it takes (what a pod scaled from
+zero adds to the job that woke it, once scheduled and its image pulled)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 import nats
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
@@ -130,6 +133,43 @@ async def _a_worker_is_ready(bucket: KeyValue) -> bool:
         if entry.value and decode_entry(entry.value).model_state is ModelState.READY:
             return True
     return False
+
+
+def worker_cold_start(data_dir: Path, *, engine: str, env: dict[str, str] | None = None) -> float:
+    """Seconds from ``python -m inference_pod`` starting to its ``started`` event of a job that was
+    waiting for it: the interpreter, the imports, the model load, the consumer, the fetch."""
+    share = data_dir / "share"
+    share.mkdir(parents=True, exist_ok=True)
+    policy = ValidationPolicy(shared_dir=share, shared_prefix="/share")
+    with EmbeddedNats(data_dir / "nats") as server:
+        started = asyncio.run(_queue_one(server.url, policy, model_of(engine)))
+        began = time.monotonic()
+        with _worker(server.url, share, engine, env or {}):
+            asyncio.run(_wait_for_started(server.url, started))
+            return time.monotonic() - began
+
+
+async def _queue_one(url: str, policy: ValidationPolicy, model: str) -> str:
+    """Queue one job for ``model`` with no worker up; the subject its ``started`` event comes on."""
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        await ensure_jetstream(js)
+        job = _job(0, policy, "你好，这是一个测试。")
+        await js.publish(job_subject(model, job.task), encode(job), headers={"Nats-Msg-Id": job.job_id})
+        return f"tts.events.{job.workflow.uid}.started"
+    finally:
+        await client.close()
+
+
+async def _wait_for_started(url: str, subject: str) -> None:
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        started = await js.subscribe(subject, deliver_policy=DeliverPolicy.ALL)
+        await started.next_msg(timeout=WORKER_SECONDS)
+    finally:
+        await client.close()
 
 
 def worker_rss(

@@ -53,6 +53,9 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("espeak_load_ms", ""),
     ("espeak_ttfa_ms", ""),
     ("espeak_rtf", ""),
+    ("worker_cold_start_s_espeak", "(process start to first job taken)"),
+    ("worker_cold_start_s_indextts2", "(random weights, CPU)"),
+    ("worker_cold_start_s_indextts25", "(random weights, CPU)"),
     ("gateway_rss_mb_loaded", ""),
     ("growth_rss_mb_round1", "(local stack, after 30 s of 100 clients)"),
     ("growth_rss_mb_round3", "(after 90 s) level with round 1"),
@@ -189,28 +192,43 @@ def worker_memory(work_dir: Path, cache_dir: Path, *, indextts2: bool = True) ->
     """A worker process alone: with espeak, and (unless ``indextts2`` is False) with IndexTTS2 on the
     random-weight checkpoint."""
     espeak = memory.worker_rss(work_dir / "espeak", engine="espeak")
-    figures = {"worker_rss_mb_espeak": espeak["rss"], "worker_hwm_mb_espeak": espeak["hwm"]}
+    figures = {
+        "worker_rss_mb_espeak": espeak["rss"],
+        "worker_hwm_mb_espeak": espeak["hwm"],
+        "worker_cold_start_s_espeak": memory.worker_cold_start(work_dir / "cold-espeak", engine="espeak"),
+    }
     if not indextts2:
         return figures
     model_dir, hf_home = engine.checkpoint(cache_dir)
-    model = memory.worker_rss(
-        work_dir / "indextts2",
-        engine="indextts2",
-        env={
-            "TTS_WORKER_CHECKPOINT_DIR": str(model_dir),
-            "TTS_WORKER_HF_HOME": str(hf_home),
-            "TTS_WORKER_MAX_MEL_TOKENS": "20",
-            "TTS_WORKER_NUM_BEAMS": "1",
-            "TTS_WORKER_TEXT_LANGUAGE": "zh",
-            "TTS_WORKER_NEMO_CACHE_DIR": str(cache_dir / "nemo_cache"),
-            "TTS_WORKER_DEFAULT_VOICE": str(engine.write_voice(work_dir / "voice.wav", 1.5)),
-        },
-        text=engine.TEXT,
-    )
+    voice = str(engine.write_voice(work_dir / "voice.wav", 1.5))
+    generation = {
+        "TTS_WORKER_MAX_MEL_TOKENS": "20",
+        "TTS_WORKER_NUM_BEAMS": "1",
+        "TTS_WORKER_DEFAULT_VOICE": voice,
+    }
+    indextts2_env = {
+        **generation,
+        "TTS_WORKER_CHECKPOINT_DIR": str(model_dir),
+        "TTS_WORKER_HF_HOME": str(hf_home),
+        "TTS_WORKER_TEXT_LANGUAGE": "zh",
+        "TTS_WORKER_NEMO_CACHE_DIR": str(cache_dir / "nemo_cache"),
+    }
+    model = memory.worker_rss(work_dir / "indextts2", engine="indextts2", env=indextts2_env, text=engine.TEXT)
+    indextts25_env = {
+        **generation,
+        "TTS_WORKER_CHECKPOINT_DIR": str(engine.checkpoint25(cache_dir)),
+        "TTS_WORKER_TEXT_NORMALIZATION": "false",
+    }
     return {
         **figures,
         "worker_rss_mb_indextts2": model["rss"],
         "worker_hwm_mb_indextts2": model["hwm"],
+        "worker_cold_start_s_indextts2": memory.worker_cold_start(
+            work_dir / "cold-indextts2", engine="indextts2", env=indextts2_env
+        ),
+        "worker_cold_start_s_indextts25": memory.worker_cold_start(
+            work_dir / "cold-indextts25", engine="indextts25", env=indextts25_env
+        ),
     }
 
 

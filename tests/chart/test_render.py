@@ -11,6 +11,7 @@ import pytest
 from kubernetes_validate.utils import SchemaNotFoundError
 
 from kube_testbed.helm import CPU_VALUES, REPO, Helm, Manifest, by_kind, component, named
+from tests.chart.test_autoscaling import check_scaled_object
 
 EVERYTHING = Path(__file__).with_name("values-everything.yaml")
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0", "1.37.0")  # Chart.yaml's oldest, and the newest schemas we have
@@ -22,7 +23,7 @@ VALUE_SETS: dict[str, tuple[Path, ...]] = {
 }
 
 # Kinds that are no part of Kubernetes itself: checked here by hand, never silently passed.
-CUSTOM_KINDS = {"monitoring.coreos.com/v1/ServiceMonitor"}
+CUSTOM_KINDS = {"monitoring.coreos.com/v1/ServiceMonitor", "keda.sh/v1alpha1/ScaledObject"}
 
 
 def check_service_monitor(doc: Manifest) -> None:
@@ -52,7 +53,10 @@ def test_every_rendered_manifest_matches_the_kubernetes_schema(
             kubernetes_validate.validate(doc, version, strict=True)
         except SchemaNotFoundError:
             assert kind in CUSTOM_KINDS, f"{kind} has no Kubernetes schema and no check here"
-            check_service_monitor(doc)
+            if doc["kind"] == "ScaledObject":
+                check_scaled_object(doc)  # KEDA's own CRD schema
+            else:
+                check_service_monitor(doc)
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{kind} {doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
@@ -60,7 +64,7 @@ def test_every_rendered_manifest_matches_the_kubernetes_schema(
 def test_the_optional_parts_render_only_when_asked(helm: Helm) -> None:
     default = helm.template()
     everything = helm.template(values=[EVERYTHING])
-    for kind in ("Ingress", "ServiceMonitor", "ConfigMap"):
+    for kind in ("Ingress", "ServiceMonitor", "ConfigMap", "ScaledObject"):
         assert len(by_kind(everything, kind)) > len(by_kind(default, kind)), kind
     assert not by_kind(default, "Ingress")
     assert not by_kind(default, "ServiceMonitor")

@@ -242,7 +242,8 @@ def test_indextts25_pulled_through_the_hub_loads_and_speaks_from_where_it_was_pu
         assert pulled.returncode == 0, pulled.stderr
         assert "indextts-2.5: complete" in pulled.stderr
         listed = models(hub, "list", "--dir", str(root))
-    assert any(line.startswith("indextts-2.5\tcomplete\t") for line in listed.stdout.splitlines()), listed.stdout
+    lines = listed.stdout.splitlines()
+    assert any(line.startswith("indextts-2.5\tcomplete\t") for line in lines), listed.stdout
     folder = root / "indextts-2.5"
     assert (folder / "hf_cache" / "w2v-bert-2.0" / "model.safetensors").is_file()
     assert (folder / "hf_cache" / "campplus_cn_common.bin").is_file()
