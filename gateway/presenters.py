@@ -14,10 +14,10 @@ from gateway.responses import (
     WorkflowResult,
     WorkflowStatusResponse,
 )
-from tts_api.constants import Phase
+from tts_api.constants import ConditionType, Phase
 from tts_api.errors import ErrorCode
 from tts_api.messages import make_job_id
-from tts_api.resource import StageStatus, TTSWorkflow
+from tts_api.resource import StageStatus, TTSWorkflow, TTSWorkflowStatus
 from tts_api.results import (
     OUTPUT_MODELS,
     HealthReport,
@@ -76,6 +76,7 @@ def status_response(workflow: TTSWorkflow) -> WorkflowStatusResponse:
                 finished_at=stage.finished_at,
                 output=rest_output(stage),
                 error=stage.error.model_dump(mode="json") if stage.error else None,
+                model=stage.model,
             )
             for stage in status.stages
         ],
@@ -87,7 +88,16 @@ def status_response(workflow: TTSWorkflow) -> WorkflowStatusResponse:
         or created,
         error=status.error.model_dump(mode="json") if status.error else None,
         error_code=status.error.code if status.error else None,
+        **_where_it_is(status),
     )
+
+
+def _where_it_is(status: TTSWorkflowStatus) -> dict[str, str | None]:
+    """The Running condition's reason and message of an unfinished workflow."""
+    if status.phase.finished:
+        return {}
+    running = next((c for c in status.conditions if c.type == ConditionType.RUNNING), None)
+    return {} if running is None else {"reason": running.reason, "message": running.message}
 
 
 def _last_stage(workflow: TTSWorkflow) -> StageStatus | None:

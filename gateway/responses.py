@@ -101,6 +101,7 @@ class StageView(BaseModel):
     finished_at: datetime | None = None
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    model: str | None = Field(default=None, description="The model its job is queued for.")
 
 
 class WorkflowStatusResponse(BaseModel):
@@ -115,6 +116,13 @@ class WorkflowStatusResponse(BaseModel):
     updated_at: datetime | None
     error: dict[str, Any] | None = None
     error_code: ErrorCode | None = None
+    reason: str | None = Field(
+        default=None,
+        description="While unfinished, why it is where it is (the resource's Running condition): "
+        "Queued (waiting for a free worker), NoWorkerForModel or WaitingForWorker (no live worker "
+        "serves its model), StageRunning.",
+    )
+    message: str | None = Field(default=None, description="The same in words, with what happens next.")
 
 
 WorkflowResult = SpeechResponse | HealthResponse | ModelInfoResponse | VoicePresetsResponse

@@ -41,7 +41,8 @@ class TTSWorkflowSpec(WorkflowRequest):
         le=MAX_TIMEOUT_SECONDS,
         strict=True,
         description="Fail the workflow with TASK_TIMEOUT when it has not finished this many seconds "
-        "after it was accepted; unset means the operator's default.",
+        "after it was accepted, not counting the time its jobs waited with no worker of their model "
+        "(TTS_OPERATOR_MAX_QUEUE_SECONDS bounds that); unset means the operator's default.",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
@@ -122,8 +123,8 @@ class StageStatus(StatusModel):
     no_worker_since: datetime | None = Field(
         default=None,
         description="Since when no live worker serves the model of the queued attempt (condition "
-        "reason NoWorkerForModel); the stage fails with MODEL_NOT_READY once the operator's "
-        "worker wait (TTS_OPERATOR_WORKER_WAIT_SECONDS) has passed.",
+        "reason NoWorkerForModel, or WaitingForWorker where the pods are autoscaled); the stage fails "
+        "once TTS_OPERATOR_MAX_QUEUE_SECONDS have passed so.",
     )
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -171,6 +172,12 @@ class TTSWorkflowStatus(StatusModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    worker_wait_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds the workflow's jobs waited with no live worker of their model (past "
+        "waits; the one open is in stages[].noWorkerSince): timeoutSeconds does not count them.",
+    )
 
     @classmethod
     def from_k8s(cls, status: dict[str, Any] | None) -> TTSWorkflowStatus:

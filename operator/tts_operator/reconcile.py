@@ -81,8 +81,12 @@ class Limits:
     # A queued attempt is re-published (same Nats-Msg-Id) only this long after it was queued:
     # within JetStream's de-duplication window (1 h), with a margin.
     republish_window_seconds: float = 3240.0
-    # A queued job whose model no live worker serves waits this long (NoWorkerForModel), then fails.
-    worker_wait_seconds: float = 300.0
+    # A queued job whose model no live worker serves waits this long, then fails; the workflow's
+    # timeoutSeconds does not count that wait.
+    max_queue_seconds: float = 300.0
+    # The inference pods are scaled on the queue (KEDA): a model with no worker is one scaled to
+    # zero or starting (WaitingForWorker), not one nobody runs (NoWorkerForModel).
+    autoscaling: bool = False
 
     def backoff(self, failed_attempt: int) -> float:
         """Seconds to wait before the attempt after ``failed_attempt`` (1-based): doubling, capped."""
@@ -207,8 +211,9 @@ TimeoutKind = Literal["heartbeat", "workflow"]
 # The reason (conditions and Event) of a workflow failed because its spec was edited after acceptance.
 SPEC_CHANGED = "SpecChanged"
 # The reason (the Running condition, then the failure's) of a queued job whose model no live worker
-# serves.
+# serves: where the pods are scaled on the queue, WAITING_FOR_WORKER (scaled to zero, or starting).
 NO_WORKER_FOR_MODEL = "NoWorkerForModel"
+WAITING_FOR_WORKER = "WaitingForWorker"
 
 
 @dataclass(frozen=True)
@@ -358,8 +363,10 @@ def _reannounce(
     A retry is not published before its backoff ends.
 
     The attempt keeps the model it was queued for. While no live worker serves it, the stage waits
-    with the reason ``NoWorkerForModel`` for ``limits.worker_wait_seconds``, then fails with
-    ``MODEL_NOT_READY`` (its job taken off the queue).
+    for ``limits.max_queue_seconds`` with the reason ``NoWorkerForModel`` (``WaitingForWorker``
+    where the pods are autoscaled), then fails with ``MODEL_NOT_READY`` (``GPU_UNAVAILABLE``: no pod
+    of a scaled Deployment came up), its job taken off the queue. The workflow's own timeout does not
+    count that wait (see :func:`_deadline`).
     """
     queued = stage.queued_at or workflow.status.accepted_at or now
     if now < queued:
@@ -369,10 +376,10 @@ def _reannounce(
     status: TTSWorkflowStatus | None = None
     if serves is False:
         since = stage.no_worker_since or now
-        if now - since >= timedelta(seconds=limits.worker_wait_seconds):
-            message = _no_worker_error(model, routing, limits)
-            error = ErrorInfo(code=ErrorCode.MODEL_NOT_READY, message=message)
-            return _fail(workflow, error, now=now, cancel=True, reason=NO_WORKER_FOR_MODEL)
+        if now - since >= timedelta(seconds=limits.max_queue_seconds):
+            code = ErrorCode.GPU_UNAVAILABLE if limits.autoscaling else ErrorCode.MODEL_NOT_READY
+            error = ErrorInfo(code=code, message=_no_worker_error(model, routing, limits))
+            return _fail(workflow, error, now=now, cancel=True, reason=_waiting_reason(limits))
         if stage.no_worker_since is None:
             status = _waiting(workflow, model, since, now=now, limits=limits)
     elif serves and stage.no_worker_since is not None:
@@ -395,6 +402,7 @@ def _waiting(
     status = workflow.status.model_copy(deep=True)
     stage = _in_hand(status)
     stage.model = model
+    _end_wait(status, stage, now)
     stage.no_worker_since = since
     status.updated_at = now
     reason, message = _queued_condition(stage, limits)
@@ -410,12 +418,31 @@ def _waiting(
     return status
 
 
+def _end_wait(status: TTSWorkflowStatus, stage: StageStatus, now: datetime) -> None:
+    """Close the stage's wait for a worker, if one is open: its length is added to the time the
+    workflow's timeout does not count."""
+    if stage.no_worker_since is not None:
+        waited = max(0.0, (now - stage.no_worker_since).total_seconds())
+        status.worker_wait_seconds = (status.worker_wait_seconds or 0.0) + waited
+        stage.no_worker_since = None
+
+
+def _waiting_reason(limits: Limits) -> str:
+    return WAITING_FOR_WORKER if limits.autoscaling else NO_WORKER_FOR_MODEL
+
+
 def _queued_condition(stage: StageStatus, limits: Limits) -> tuple[str, str]:
     """The Running condition's reason and message for a queued stage."""
     what = f"{stage.name.value} attempt {stage.attempt}"
     if stage.no_worker_since is None:
         return "Queued", f"{what} is waiting for an inference pod"
-    deadline = (stage.no_worker_since + timedelta(seconds=limits.worker_wait_seconds)).isoformat()
+    deadline = (stage.no_worker_since + timedelta(seconds=limits.max_queue_seconds)).isoformat()
+    if limits.autoscaling:
+        return WAITING_FOR_WORKER, (
+            f"{what} is waiting for an inference worker of model {stage.model}: none is up (scaled to "
+            f"zero, or its pods are starting or Pending); it fails with GPU_UNAVAILABLE at {deadline} "
+            "unless one starts"
+        )
     return NO_WORKER_FOR_MODEL, (
         f"{what} is queued for model {stage.model}, which no live inference worker serves; it fails "
         f"with MODEL_NOT_READY at {deadline} unless one starts"
@@ -424,9 +451,15 @@ def _queued_condition(stage: StageStatus, limits: Limits) -> tuple[str, str]:
 
 def _no_worker_error(model: str, routing: Routing, limits: Limits) -> str:
     """What a workflow that waited in vain for a worker of its model says."""
-    waited = f"{limits.worker_wait_seconds:g} s (TTS_OPERATOR_WORKER_WAIT_SECONDS)"
+    waited = f"{limits.max_queue_seconds:g} s (TTS_OPERATOR_MAX_QUEUE_SECONDS)"
     served = sorted(routing.served or ())
     others = f"; models served now: {', '.join(served)}" if served else ""
+    if limits.autoscaling:
+        return (
+            f"no inference worker of model {model} started within {waited}: its pods may be Pending "
+            "on the GPU quota or on a node with a free GPU (kubectl get pods; kubectl describe "
+            f"scaledobject), or its image or model may not load{others}"
+        )
     return (
         f"no inference worker served model {model} within {waited}: start inference pods for it "
         f"(TTS_WORKER_ENGINE={engine_of(model)}), or ask for a model that is served{others}"
@@ -525,7 +558,7 @@ def _on_sign_of_life(
     # The first sign of life of this attempt (a heartbeat may overtake a lost "started").
     stage.state = StageState.RUNNING
     stage.started_at = event.at
-    stage.no_worker_since = None  # a worker of its model took it
+    _end_wait(status, stage, now)  # a worker of its model took it
     status.phase = Phase.RUNNING
     status.started_at = status.started_at or now
     message = f"{stage.name.value} attempt {stage.attempt} running on pod {event.pod}"
@@ -619,7 +652,7 @@ def _on_tick(
 ) -> Decision:
     """The overall timeout first, then a running stage's heartbeat."""
     status = workflow.status
-    deadline = _deadline(spec, status, limits)
+    deadline = _deadline(spec, status, limits, now)
     stage = _in_hand(status)
     if deadline is not None and now >= deadline:
         message = (
@@ -627,6 +660,10 @@ def _on_tick(
             f"accepted (stage {status.current_stage}); raise spec.timeoutSeconds, or add inference "
             "pods if jobs wait for a free GPU"
         )
+        if status.accepted_at is not None:
+            waited = (deadline - status.accepted_at).total_seconds() - _timeout_seconds(spec, limits)
+            if waited >= 1:
+                message += f" (not counting {waited:.0f} s with no worker of its model)"
         if stage.worker_losses:
             lost = "worker was" if stage.worker_losses == 1 else "workers were"
             message += (
@@ -915,11 +952,27 @@ def _timeout_seconds(spec: TTSWorkflowSpec, limits: Limits) -> int:
     return spec.timeout_seconds or limits.default_timeout_seconds
 
 
-def _deadline(spec: TTSWorkflowSpec, status: TTSWorkflowStatus, limits: Limits) -> datetime | None:
-    """When the workflow times out (``timeoutSeconds`` after acceptance); the jobs carry it too."""
+def _deadline(
+    spec: TTSWorkflowSpec, status: TTSWorkflowStatus, limits: Limits, now: datetime
+) -> datetime | None:
+    """When the workflow times out: ``timeoutSeconds`` after acceptance, plus the time its jobs have
+    waited with no live worker of their model (closed waits, and the one open now)."""
     if status.accepted_at is None:
         return None
-    return status.accepted_at + timedelta(seconds=_timeout_seconds(spec, limits))
+    waited = status.worker_wait_seconds or 0.0
+    stage = _current(status)
+    if stage is not None and stage.no_worker_since is not None:
+        waited += max(0.0, (now - stage.no_worker_since).total_seconds())
+    return status.accepted_at + timedelta(seconds=_timeout_seconds(spec, limits) + waited)
+
+
+def _job_deadline(spec: TTSWorkflowSpec, status: TTSWorkflowStatus, limits: Limits) -> datetime | None:
+    """The deadline a job carries, after which a worker no longer starts it: fixed by the status
+    (a re-published job is the same message), so it allows for the longest wait for a worker."""
+    if status.accepted_at is None:
+        return None
+    allowed = _timeout_seconds(spec, limits) + limits.max_queue_seconds + (status.worker_wait_seconds or 0.0)
+    return status.accepted_at + timedelta(seconds=allowed)
 
 
 def _job(
@@ -941,7 +994,7 @@ def _job(
         config=spec.workflow_config.indextts_config,
         model=model,
         stream=spec.speech_stream if task is TaskName.GENERATE_SPEECH else None,
-        deadline=_deadline(spec, status, limits),
+        deadline=_job_deadline(spec, status, limits),
         # Fixed by the status, not the clock, so that a re-published job is byte-for-byte the same.
         dispatched_at=status.accepted_at or status.updated_at,
     )
@@ -958,6 +1011,7 @@ def _cancel(workflow: Workflow, stage: StageStatus, reason: str) -> CancelMessag
 __all__ = [
     "NO_WORKER_FOR_MODEL",
     "SPEC_CHANGED",
+    "WAITING_FOR_WORKER",
     "Action",
     "Created",
     "Decision",

@@ -63,11 +63,18 @@ class Settings(BaseSettings):
     backoff_max_seconds: float = Field(
         default=DEFAULT_LIMITS.backoff_max_seconds, ge=0, description="The longest wait before a retry."
     )
-    worker_wait_seconds: float = Field(
-        default=DEFAULT_LIMITS.worker_wait_seconds,
+    max_queue_seconds: float = Field(
+        default=DEFAULT_LIMITS.max_queue_seconds,
         gt=0,
         description="How long a queued job waits while no live worker serves its model (condition "
-        "reason NoWorkerForModel) before its workflow fails with MODEL_NOT_READY.",
+        "reason NoWorkerForModel, or WaitingForWorker) before its workflow fails; the workflow's "
+        "timeout does not count that wait.",
+    )
+    autoscaling: bool = Field(
+        default=DEFAULT_LIMITS.autoscaling,
+        description="The inference pods are scaled on the queue (KEDA; the chart's autoscaling.enabled): "
+        "a model with no worker is waited for as scaled to zero (WaitingForWorker, then "
+        "GPU_UNAVAILABLE), not as one nobody runs (NoWorkerForModel, then MODEL_NOT_READY).",
     )
     tick_seconds: float = Field(
         default=5.0, gt=0, description="How often each unfinished workflow is checked for timeouts."
@@ -126,7 +133,8 @@ class Settings(BaseSettings):
             max_worker_losses=self.max_worker_losses,
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
-            worker_wait_seconds=self.worker_wait_seconds,
+            max_queue_seconds=self.max_queue_seconds,
+            autoscaling=self.autoscaling,
         )
 
     def namespace_list(self) -> list[str]:

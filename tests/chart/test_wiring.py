@@ -306,7 +306,7 @@ def test_the_charts_operator_limits_are_the_cores_defaults(
         "TTS_OPERATOR_HEARTBEAT_STALE_SECONDS",
         "TTS_OPERATOR_MAX_ATTEMPTS",
         "TTS_OPERATOR_MAX_WORKER_LOSSES",
-        "TTS_OPERATOR_WORKER_WAIT_SECONDS",
+        "TTS_OPERATOR_MAX_QUEUE_SECONDS",
     } <= set(env) & limit_variables
     for variable in limit_variables & set(env):
         monkeypatch.setenv(variable, str(env[variable]))

@@ -68,7 +68,9 @@ def done(task: TaskName, attempt: int = 1) -> StageStatus:
 
 
 def test_status_in_the_reference_shape() -> None:
-    running = StageStatus(name=TaskName.GENERATE_SPEECH, state=StageState.RUNNING, attempt=1, started_at=T0)
+    running = StageStatus(
+        name=TaskName.GENERATE_SPEECH, state=StageState.RUNNING, attempt=1, started_at=T0, model="indextts-2"
+    )
     body = status_response(workflow(Phase.RUNNING, running)).model_dump(mode="json")
     assert body["workflow_id"] == "workflow_123456"
     assert body["status"] == "running"
@@ -82,6 +84,7 @@ def test_status_in_the_reference_shape() -> None:
         "finished_at": None,
         "output": None,
         "error": None,
+        "model": "indextts-2",
     }
     assert (body["created_at"], body["updated_at"]) == ("2025-10-12T10:25:00Z", "2025-10-12T10:30:00Z")
 

@@ -406,3 +406,36 @@ def test_the_captions_of_a_speech_give_each_segment_its_time(stack: Stack) -> No
     assert early.status_code in (200, 400)  # finished already, or not yet: never a 500
     assert missing.status_code == 404
     assert missing.json()["error_code"] == "WORKFLOW_NOT_FOUND"
+
+
+def test_a_model_configured_but_served_by_no_worker_waits_saying_so_then_fails(tmp_path: Path) -> None:
+    """The local stack serves espeak; indextts-2.5 is configured beside it but no worker runs it."""
+    env = {
+        "TTS_MODELS": "espeak,indextts-2.5",
+        "TTS_OPERATOR_MAX_QUEUE_SECONDS": "4",
+        "TTS_OPERATOR_TICK_SECONDS": "0.5",
+    }
+    with running_stack(tmp_path / "data", env=env) as waiting, waiting.client() as client:
+        accepted = client.post(
+            "/v1/workflows",
+            params={"async": "1"},
+            json=speech("hello", "/share/workflows/output/unserved.wav", model="indextts-2.5"),
+        ).json()
+        workflow_id = accepted["workflow_id"]
+        deadline = time.monotonic() + 10
+        while True:
+            record = client.get(f"/v1/workflows/status/{workflow_id}").json()
+            if record.get("reason") == "NoWorkerForModel" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert (record["status"], record["reason"]) == ("queued", "NoWorkerForModel"), record
+        assert "queued for model indextts-2.5, which no live inference worker serves" in record["message"]
+        assert record["stages"][0]["model"] == "indextts-2.5"
+        done = _wait_finished(client, workflow_id, timeout=20)
+        # The model the stack does serve still speaks meanwhile.
+        spoken = client.post("/v1/workflows", json=speech("hello", "/share/workflows/output/served.wav"))
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "MODEL_NOT_READY"
+    assert "no inference worker served model indextts-2.5 within 4 s" in done["error"]["message"]
+    assert "models served now: espeak" in done["error"]["message"]
+    assert spoken.status_code == 200, spoken.text

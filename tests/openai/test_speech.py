@@ -163,8 +163,12 @@ def test_a_request_names_the_served_model_and_a_known_model_no_worker_serves_is_
     ) as spoken:
         workflow = spoken.headers["X-Workflow-Id"]
         assert len(decoded(spoken.read(), "wav")[0]) > 0
-    record = client.get(f"/workflows/{workflow}", cast_to=httpx.Response).json()
-    assert record["parameters"]["model"] == "espeak"
+    # The stream ends as the last audio is sent; the record says it succeeded a moment later.
+    deadline = time.monotonic() + 20
+    while (record := client.get(f"/workflows/{workflow}", cast_to=httpx.Response)).status_code == 202:
+        assert time.monotonic() < deadline, record.text
+        time.sleep(0.05)
+    assert record.json()["parameters"]["model"] == "espeak"
     with pytest.raises(openai.NotFoundError) as missing:
         client.audio.speech.create(model="indextts-2.5", voice="default", input="Hello.")
     assert missing.value.code == "model_not_found"

@@ -16,6 +16,7 @@ from tts_api.resource import TTSWorkflowStatus
 from tts_api.validation import parse_spec
 from tts_operator.reconcile import (
     NO_WORKER_FOR_MODEL,
+    WAITING_FOR_WORKER,
     Created,
     Decision,
     Limits,
@@ -28,7 +29,7 @@ from tts_operator.reconcile import (
     route,
 )
 
-LIMITS = Limits(worker_wait_seconds=120)
+LIMITS = Limits(max_queue_seconds=120)
 
 
 def with_model(model: str | None) -> dict[str, Any]:
@@ -96,7 +97,7 @@ def test_a_job_for_a_model_no_worker_serves_waits_saying_so_then_fails_and_leave
     assert workflow.status.error is not None
     assert workflow.status.error.code is ErrorCode.MODEL_NOT_READY
     assert workflow.status.error.message == (
-        "no inference worker served model indextts-2.5 within 120 s (TTS_OPERATOR_WORKER_WAIT_SECONDS): "
+        "no inference worker served model indextts-2.5 within 120 s (TTS_OPERATOR_MAX_QUEUE_SECONDS): "
         "start inference pods for it (TTS_WORKER_ENGINE=indextts25), or ask for a model that is "
         "served; models served now: espeak"
     )
@@ -155,3 +156,42 @@ def test_a_record_queued_before_jobs_went_by_model_is_given_its_model() -> None:
     assert workflow.status.stages[0].model == "indextts-2"
     assert [j.job.model for j in jobs(decision)] == ["indextts-2"]
     assert workflow.status.current_stage == SPEECH
+
+
+def test_where_the_pods_are_autoscaled_the_wait_is_for_a_pod_to_start_and_ends_in_gpu_unavailable() -> None:
+    scaled = replace(LIMITS, autoscaling=True)
+
+    def scaled_step(workflow: Workflow, given: Any, seconds: float) -> Workflow:
+        decision = reconcile(
+            workflow, given, now=at(seconds), limits=scaled, policy=POLICY, served=frozenset()
+        )
+        return replace(workflow, status=decision.status) if decision.status is not None else workflow
+
+    workflow = scaled_step(Workflow(REF, with_model("indextts-2"), TTSWorkflowStatus()), Created(), 0)
+    reason, message = running_condition(workflow.status)
+    assert reason == WAITING_FOR_WORKER
+    assert "waiting for an inference worker of model indextts-2: none is up (scaled to zero" in message
+    workflow = scaled_step(workflow, Tick(), 120)
+    assert workflow.status.phase is Phase.FAILED
+    assert workflow.status.error is not None
+    assert workflow.status.error.code is ErrorCode.GPU_UNAVAILABLE
+    assert "no inference worker of model indextts-2 started within 120 s" in workflow.status.error.message
+    assert "Pending on the GPU quota" in workflow.status.error.message
+
+
+def test_the_workflows_timeout_does_not_count_the_wait_for_a_worker() -> None:
+    body = {**with_model("indextts-2.5"), "timeoutSeconds": 100}
+    workflow = Workflow(REF, body, TTSWorkflowStatus())
+    workflow, _ = step(workflow, Created(), 0, frozenset())
+    workflow, _ = step(workflow, Tick(), 90, frozenset())  # past half the timeout, still waiting
+    # A worker comes at 110 s: the 110 s waited are not the workflow's.
+    workflow, decision = step(workflow, Tick(), 110, frozenset({"indextts-2.5"}))
+    assert decision.status is not None
+    assert workflow.status.worker_wait_seconds == 110
+    workflow, decision = step(workflow, Tick(), 200, frozenset({"indextts-2.5"}))
+    assert workflow.status.phase is Phase.QUEUED  # 100 s of its own not spent yet (busy workers)
+    workflow, _ = step(workflow, Tick(), 211, frozenset({"indextts-2.5"}))
+    assert workflow.status.phase is Phase.FAILED
+    assert workflow.status.error is not None
+    assert workflow.status.error.code is ErrorCode.TASK_TIMEOUT
+    assert "(not counting 110 s with no worker of its model)" in workflow.status.error.message

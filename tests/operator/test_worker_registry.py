@@ -40,7 +40,7 @@ from tts_operator.reconcile import Created, Limits, PublishJob, Resumed, Tick, r
 from tts_operator.runner import Runner
 from tts_operator.worker_models import ServedModels
 
-LIMITS = Limits(worker_wait_seconds=3.0, backoff_base_seconds=0.1, backoff_max_seconds=0.2)
+LIMITS = Limits(max_queue_seconds=3.0, backoff_base_seconds=0.1, backoff_max_seconds=0.2)
 
 
 @dataclass
@@ -200,10 +200,10 @@ async def test_each_job_reaches_its_models_worker_and_one_with_none_waits_then_f
     )
 
 
+@pytest.mark.parametrize("operator", [Limits(max_queue_seconds=60)], indirect=True)
 async def test_a_worker_that_starts_within_the_wait_takes_the_job(
-    operator: Operator, start_worker: WorkerStarter, policy: ValidationPolicy
+    operator: Operator, start_worker: WorkerStarter
 ) -> None:
-    operator.runner._limits = Limits(worker_wait_seconds=60)
     await operator.submit("early", model="espeak")
     await eventually(
         lambda: _condition(operator.store.status("early")) == "NoWorkerForModel", what="waiting said"
