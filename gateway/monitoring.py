@@ -8,7 +8,7 @@ counts finished stages and busy slots.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -189,18 +189,31 @@ class ModelCapacity(BaseModel):
     ready: int = Field(description="Of those, slots with the model loaded.")
     busy: int = Field(description="Of those, slots holding a job.")
     idle: int = Field(description="Of those, slots ready and holding no job.")
+    queued: int = Field(
+        default=0,
+        description="Jobs waiting for a slot of this model (none taken yet): with no worker, the "
+        "work a Deployment scaled to zero is woken for.",
+    )
 
 
-def model_capacity(workers: list[WorkerEntry]) -> dict[str, ModelCapacity]:
-    return {
-        model: ModelCapacity(
-            workers=served.workers,
-            ready=served.ready_workers,
-            busy=served.busy_workers,
-            idle=served.idle_workers,
+def model_capacity(
+    workers: list[WorkerEntry], queued: Mapping[str, int] | None = None
+) -> dict[str, ModelCapacity]:
+    """Per model: the slots that serve it and the jobs waiting for one; a model with jobs waiting
+    and no slot is listed too (scaled to zero, or none runs)."""
+    served = served_models(workers)
+    waiting = {model: count for model, count in (queued or {}).items() if count}
+    capacity: dict[str, ModelCapacity] = {}
+    for model in sorted(served.keys() | waiting.keys()):
+        slots = served.get(model)
+        capacity[model] = ModelCapacity(
+            workers=slots.workers if slots else 0,
+            ready=slots.ready_workers if slots else 0,
+            busy=slots.busy_workers if slots else 0,
+            idle=slots.idle_workers if slots else 0,
+            queued=waiting.get(model, 0),
         )
-        for model, served in sorted(served_models(workers).items())
-    }
+    return capacity
 
 
 class HealthThresholds(BaseModel):
@@ -248,7 +261,11 @@ def timeout_rate(tally: Tally) -> float | None:
 
 
 def gpu_lock_health(
-    workers: list[WorkerEntry], tally: Tally, *, quota: GpuQuota | None = None
+    workers: list[WorkerEntry],
+    tally: Tally,
+    *,
+    quota: GpuQuota | None = None,
+    queued: Mapping[str, int] | None = None,
 ) -> GpuLockHealthResponse:
     """One lock per worker slot, busy while it holds a job; its health from the slots and the outcomes."""
     locks = [
@@ -290,11 +307,13 @@ def gpu_lock_health(
         health_thresholds=HealthThresholds(),
         quota=quota,
         reasons=reasons,
-        models=model_capacity(workers),
+        models=model_capacity(workers, queued),
     )
 
 
-def statistics(workers: list[WorkerEntry], tally: Tally) -> StatisticsResponse:
+def statistics(
+    workers: list[WorkerEntry], tally: Tally, queued: Mapping[str, int] | None = None
+) -> StatisticsResponse:
     busy = sum(entry.state is WorkerState.BUSY for entry in workers)
     on_gpu = [entry for entry in workers if entry.gpu_memory_total is not None]
     return StatisticsResponse(
@@ -305,5 +324,5 @@ def statistics(workers: list[WorkerEntry], tally: Tally) -> StatisticsResponse:
             memory_total=_gigabytes(sum(e.gpu_memory_total or 0 for e in on_gpu)) if on_gpu else None,
         ),
         workers=WorkerStatistics(total=len(workers), active=busy, idle=len(workers) - busy),
-        models=model_capacity(workers),
+        models=model_capacity(workers, queued),
     )

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import nats
 import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from gateway.backend import BackendUnavailableError
 from gateway.monitoring import GpuQuota
 from nats_support.jetstream import ensure_jetstream
+from tts_api.nats_names import JOBS_STREAM, workers_consumer
 from tts_api.registry import WorkerEntry, decode_entry
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,13 @@ UNREACHABLE = (
 )
 
 
+UNREACHABLE_ERRORS = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+)
+
+
 class WorkerDirectory:
     def __init__(self, bucket: KeyValue, quota: QuotaReader = no_quota, client: Client | None = None) -> None:
         self._bucket = bucket
@@ -50,11 +58,7 @@ class WorkerDirectory:
             raise BackendUnavailableError(UNREACHABLE)
         try:
             return await self._entries()
-        except (
-            nats.errors.TimeoutError,
-            nats.errors.NoRespondersError,
-            nats.errors.ConnectionClosedError,
-        ) as exc:
+        except UNREACHABLE_ERRORS as exc:
             raise BackendUnavailableError(UNREACHABLE) from exc
 
     async def _entries(self) -> list[WorkerEntry]:
@@ -85,6 +89,22 @@ class WorkerDirectory:
 
     async def gpu_quota(self) -> GpuQuota | None:
         return await self._quota()
+
+    async def queued(self, models: Iterable[str]) -> dict[str, int]:
+        """Per model, the jobs waiting on its workers' consumer (taken by none yet); a model whose
+        consumer does not exist yet has none."""
+        if self._client is None:
+            return {}
+        js = self._client.jetstream()
+        waiting: dict[str, int] = {}
+        for model in models:
+            try:
+                waiting[model] = (await js.consumer_info(JOBS_STREAM, workers_consumer(model))).num_pending
+            except NotFoundError:
+                continue
+            except UNREACHABLE_ERRORS as exc:
+                raise BackendUnavailableError(UNREACHABLE) from exc
+        return waiting
 
 
 @contextlib.asynccontextmanager

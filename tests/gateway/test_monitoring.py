@@ -221,6 +221,19 @@ def test_capacity_is_counted_per_model() -> None:
     assert statistics(workers, Tally()).models == expected
 
 
+def test_jobs_waiting_are_counted_per_model_with_or_without_a_worker() -> None:
+    """A model scaled to zero shows the work waiting for it; one with nothing waiting and no
+    worker is not listed."""
+    workers = [entry("gpu0", busy=True)]
+    queued = {"indextts-2": 3, "indextts-2.5": 2, "espeak": 0}
+    expected = {
+        "indextts-2": ModelCapacity(workers=1, ready=1, busy=1, idle=0, queued=3),
+        "indextts-2.5": ModelCapacity(workers=0, ready=0, busy=0, idle=0, queued=2),
+    }
+    assert gpu_lock_health(workers, Tally(), queued=queued).models == expected
+    assert statistics(workers, Tally(), queued).models == expected
+
+
 def test_statistics_of_workers_and_gpus() -> None:
     stats = statistics(
         [

@@ -431,6 +431,8 @@ def test_a_model_configured_but_served_by_no_worker_waits_saying_so_then_fails(t
         assert (record["status"], record["reason"]) == ("queued", "NoWorkerForModel"), record
         assert "queued for model indextts-2.5, which no live inference worker serves" in record["message"]
         assert record["stages"][0]["model"] == "indextts-2.5"
+        models = client.get("/api/v1/monitoring/gpu-lock/health").json()["models"]
+        assert models["indextts-2.5"] == {"workers": 0, "ready": 0, "busy": 0, "idle": 0, "queued": 1}
         done = _wait_finished(client, workflow_id, timeout=20)
         # The model the stack does serve still speaks meanwhile.
         spoken = client.post("/v1/workflows", json=speech("hello", "/share/workflows/output/served.wav"))
