@@ -42,28 +42,25 @@ ESPEAK_TEXTS = (
 
 def checkpoint(cache_dir: Path) -> tuple[Path, Path]:
     """The random-weight checkpoint's model directory and hub cache, built once (in a child process)."""
-    root = cache_dir / "checkpoint"
-    done = root / ".complete"
-    if not done.exists():
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home")}
-        builder = [sys.executable, "-m", "tests.inference_pod.checkpoint_builder", str(root)]
-        repo = Path(__file__).resolve().parent.parent
-        subprocess.run(builder, check=True, env=env, cwd=repo, stdout=subprocess.DEVNULL, timeout=600)  # noqa: S603
-        done.touch()
+    root = _built(cache_dir / "checkpoint", "tests.inference_pod.checkpoint_builder")
     return root / "model", root / "hf_home"
 
 
 def checkpoint25(cache_dir: Path) -> Path:
     """The random-weight IndexTTS-2.5 checkpoint (its auxiliary models inside), built once."""
-    root = cache_dir / "checkpoint25"
+    return _built(cache_dir / "checkpoint25", "tests.inference_pod.checkpoint_builder25") / "model"
+
+
+def _built(root: Path, builder: str) -> Path:
+    """``root``, once ``python -m <builder> root`` has filled it (offline, in a child process)."""
     done = root / ".complete"
     if not done.exists():
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home")}
-        builder = [sys.executable, "-m", "tests.inference_pod.checkpoint_builder25", str(root)]
+        command = [sys.executable, "-m", builder, str(root)]
         repo = Path(__file__).resolve().parent.parent
-        subprocess.run(builder, check=True, env=env, cwd=repo, stdout=subprocess.DEVNULL, timeout=600)  # noqa: S603
+        subprocess.run(command, check=True, env=env, cwd=repo, stdout=subprocess.DEVNULL, timeout=600)  # noqa: S603
         done.touch()
-    return root / "model"
+    return root
 
 
 def write_voice(path: Path, seconds: float, pitch: float = 140.0) -> Path:

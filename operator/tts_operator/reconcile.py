@@ -52,7 +52,7 @@ from tts_api.messages import (
     make_job_id,
 )
 from tts_api.policy import ValidationPolicy, stored_record_policy
-from tts_api.resource import HeartbeatStatus, StageStatus, TTSWorkflowSpec, TTSWorkflowStatus
+from tts_api.resource import Condition, HeartbeatStatus, StageStatus, TTSWorkflowSpec, TTSWorkflowStatus
 from tts_api.results import OUTPUT_MODELS, SpeechResult
 from tts_api.speech_models import engine_of
 from tts_api.validation import parse_spec
@@ -405,15 +405,8 @@ def _waiting(
     _end_wait(status, stage, now)
     stage.no_worker_since = since
     status.updated_at = now
-    reason, message = _queued_condition(stage, limits)
-    status.conditions = set_condition(
-        status.conditions,
-        ConditionType.RUNNING,
-        ConditionStatus.FALSE,
-        reason,
-        message,
-        now,
-        workflow.generation,
+    status.conditions = _queued_conditions(
+        status, stage, now=now, limits=limits, generation=workflow.generation
     )
     return status
 
@@ -429,6 +422,16 @@ def _end_wait(status: TTSWorkflowStatus, stage: StageStatus, now: datetime) -> N
 
 def _waiting_reason(limits: Limits) -> str:
     return WAITING_FOR_WORKER if limits.autoscaling else NO_WORKER_FOR_MODEL
+
+
+def _queued_conditions(
+    status: TTSWorkflowStatus, stage: StageStatus, now: datetime, limits: Limits, generation: int | None
+) -> list[Condition]:
+    """The conditions with Running set to False, saying why the queued ``stage`` waits."""
+    reason, message = _queued_condition(stage, limits)
+    return set_condition(
+        status.conditions, ConditionType.RUNNING, ConditionStatus.FALSE, reason, message, now, generation
+    )
 
 
 def _queued_condition(stage: StageStatus, limits: Limits) -> tuple[str, str]:
@@ -748,15 +751,8 @@ def _dispatch(
     status.heartbeat = None
     status.progress = _progress(index, len(status.stages), 0)
     status.updated_at = now
-    reason, message = _queued_condition(stage, limits)
-    status.conditions = set_condition(
-        status.conditions,
-        ConditionType.RUNNING,
-        ConditionStatus.FALSE,
-        reason,
-        message,
-        now,
-        workflow.generation,
+    status.conditions = _queued_conditions(
+        status, stage, now=now, limits=limits, generation=workflow.generation
     )
     job = _job(workflow, spec, stage.name, attempt, limits=limits, model=routing.model, status=status)
     dispatched = PostEvent("Normal", "Dispatched", f"dispatched {job.job_id} for model {routing.model}")
