@@ -42,14 +42,20 @@ def served_models(entries: list[WorkerEntry]) -> dict[str, ServedModel]:
     return models
 
 
-def requested_model(name: str, configured: tuple[str, ...], served: dict[str, ServedModel]) -> str | None:
+def requested_model(
+    name: str, configured: tuple[str, ...], served: dict[str, ServedModel], *, wait_for_workers: bool = False
+) -> str | None:
     """The model a speech request names (None: one of OpenAI's names, meaning the default), or a 404
-    naming the models to use: it must be configured here and served by a worker now."""
+    naming the models to use: it must be configured here and served by a worker now, or, with
+    ``wait_for_workers`` (the pods scale from zero), merely configured: its job then waits for one."""
     if name in OPENAI_MODELS:
         return None
-    if (not configured or name in configured) and name in served:
+    known = not configured or name in configured
+    if known and (name in served or (wait_for_workers and configured)):
         return name
     usable = {model for model in served if not configured or model in configured}
+    if wait_for_workers:
+        usable |= set(configured)
     listing = ", ".join(sorted(usable | OPENAI_MODELS))
     why = "is not served here" if not configured or name in configured else "is not a model of this service"
     raise OpenAIError(

@@ -36,6 +36,11 @@ class GatewaySettings(BaseSettings):
         description="How long POST /v1/workflows waits for the result before answering 202 with the "
         "workflow id (the workflow goes on).",
     )
+    wait_for_workers: bool = Field(
+        default=False,
+        description="A speech request for a configured model that no worker serves now waits for one "
+        "(the inference pods scale from zero; the chart's autoscaling.enabled) instead of 404.",
+    )
     speech_timeout_seconds: float = Field(
         default=600.0,
         gt=0,

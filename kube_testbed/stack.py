@@ -80,12 +80,13 @@ class Stack:
         self.retired.append(replica)  # its log is checked; the caller stops it
         return replica
 
-    def restart_operator(self) -> Component:
-        """Stop the operator (if it still runs) and start a new one; returns once it reconciles."""
+    def restart_operator(self, *, env: dict[str, str] | None = None) -> Component:
+        """Stop the operator (if it still runs) and start a new one (with ``env`` over the usual
+        settings); returns once it reconciles."""
         if self.operator is not None:
             self.operator.stop()
             self.retired.append(self.operator)
-        self.operator = self.new_operator(f"operator-{secrets.token_hex(3)}")
+        self.operator = self.new_operator(f"operator-{secrets.token_hex(3)}", env=env)
         self.retired.remove(self.operator)
         self.operator.wait_for_log(r"operator connected to NATS", timeout=60)
         return self.operator

@@ -92,7 +92,8 @@ class ModelList(BaseModel):
 async def create_speech(request: Request, opened: Opened, settings: Settings, policy: Policy) -> Response:
     speech = read_speech_request(parse_client_json(await request.body()))
     directory = opened.directory()
-    model = requested_model(speech.model, policy.models, served_models(await directory.entries()))
+    served = served_models(await directory.entries())
+    model = requested_model(speech.model, policy.models, served, wait_for_workers=settings.wait_for_workers)
     voice = await speech_voice(speech.voice_name, opened.library(), settings.openai_voices)
     spec = speech_spec(
         speech,

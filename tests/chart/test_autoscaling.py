@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kube_testbed.apiserver import RealApiServer
-from kube_testbed.helm import NAMESPACE, Helm, HelmError, Manifest, by_kind, component, named
+from kube_testbed.helm import NAMESPACE, Helm, HelmError, Manifest, by_kind, component, env_of, named
 from tts_api.nats_names import JOBS_STREAM, workers_consumer
 
 KEDA_CRD = Path(__file__).with_name("keda") / "keda.sh_scaledobjects.yaml"
@@ -74,6 +74,21 @@ def test_it_scales_the_inference_deployment_on_its_models_jobs(helm: Helm, engin
     assert keda[0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
     ]
+
+
+def test_the_operator_and_the_gateway_are_told_the_pods_scale(helm: Helm) -> None:
+    """So that a model at zero is waited for (WaitingForWorker), not refused (404) or taken for one
+    nobody runs."""
+    for values, expected in (([], "false"), (ON, "true")):
+        docs = helm.template(set_values=values)
+        for name, variable in (
+            ("operator", "TTS_OPERATOR_AUTOSCALING"),
+            ("gateway", "TTS_GATEWAY_WAIT_FOR_WORKERS"),
+        ):
+            (container,) = named(docs, "Deployment", component(name))["spec"]["template"]["spec"][
+                "containers"
+            ]
+            assert env_of(container)[variable] == expected
 
 
 def test_no_more_pods_than_the_gpu_quota_grants(helm: Helm) -> None:

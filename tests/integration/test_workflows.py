@@ -276,3 +276,50 @@ def test_the_gateway_shows_a_workflow_the_operator_refused(stack: Stack) -> None
 def _failed_count(statistics: dict[str, Any]) -> int:
     failed: int = statistics["system"]["failed_tasks"]
     return failed
+
+
+def test_a_model_no_worker_serves_waits_saying_why_then_fails_on_the_api_server(stack: Stack) -> None:
+    """An operator told that the pods are autoscaled, and that espeak is a model of the deployment,
+    which none of the stack's workers serves: the TTSWorkflow says it waits for a worker, then fails."""
+    waiting = {
+        "TTS_MODELS": "synthetic,espeak",
+        "TTS_OPERATOR_AUTOSCALING": "true",
+        "TTS_OPERATOR_MAX_QUEUE_SECONDS": "4",
+        "TTS_OPERATOR_TICK_SECONDS": "0.5",
+    }
+    stack.restart_operator(env=waiting)
+    try:
+        spec = {
+            "workflowConfig": {
+                "workflowChain": ["indextts.generate_speech"],
+                "indexttsConfig": {
+                    "text": "hello",
+                    "outputPath": "/share/workflows/output/unserved.wav",
+                    "model": "espeak",
+                },
+            }
+        }
+        create(stack, "unserved", spec)
+
+        def reason() -> str | None:
+            body = read(stack, "unserved") or {}
+            conditions = (body.get("status") or {}).get("conditions", [])
+            return next((c["reason"] for c in conditions if c["type"] == "Running"), None)
+
+        wait_until(lambda: reason() == "WaitingForWorker", 20, "the wait said in a condition")
+        queued = read(stack, "unserved")
+        assert queued is not None
+        assert queued["status"]["phase"] == "Queued"
+        assert queued["status"]["stages"][0]["model"] == "espeak"
+        assert queued["status"]["stages"][0]["noWorkerSince"]
+        wait_until(lambda: phase(stack, "unserved") == "Failed", 20, "Failed once the wait ran out")
+        failed = read(stack, "unserved")
+        assert failed is not None
+        assert failed["status"]["error"]["code"] == "GPU_UNAVAILABLE"
+        assert (
+            "no inference worker of model espeak started within 4 s" in failed["status"]["error"]["message"]
+        )
+        reasons = {c["type"]: c["reason"] for c in failed["status"]["conditions"]}
+        assert reasons["Failed"] == "WaitingForWorker"
+    finally:
+        stack.restart_operator()

@@ -297,3 +297,30 @@ def test_the_voices_are_listed_and_a_presets_clip_is_served(stack: Stack) -> Non
             assert missing.status_code == 404
             assert says in missing.json()["error"]["message"]
             assert missing.json()["error"]["code"] == "voice_not_found"
+
+
+def test_where_pods_scale_from_zero_a_configured_model_with_no_worker_waits_for_one(tmp_path: Path) -> None:
+    """TTS_GATEWAY_WAIT_FOR_WORKERS (the chart's autoscaling): the request is taken, its job waits for
+    a worker of its model, and when none comes within the operator's wait the answer says why."""
+    env = {
+        "TTS_MODELS": "espeak,indextts-2.5",
+        "TTS_GATEWAY_WAIT_FOR_WORKERS": "true",
+        "TTS_OPERATOR_AUTOSCALING": "true",
+        "TTS_OPERATOR_MAX_QUEUE_SECONDS": "3",
+        "TTS_OPERATOR_TICK_SECONDS": "0.5",
+    }
+    with (
+        running_stack(tmp_path / "data", "--api-key", KEY, env=env) as scaled,
+        openai.OpenAI(base_url=f"{scaled.url}/v1", api_key=KEY, max_retries=0, timeout=60) as speaking,
+    ):
+        began = time.monotonic()
+        with pytest.raises(openai.InternalServerError) as waited:
+            speaking.audio.speech.create(model="indextts-2.5", voice="default", input="Hello.")
+        with pytest.raises(openai.NotFoundError) as unknown:
+            speaking.audio.speech.create(model="indextts-9", voice="default", input="Hello.")
+    assert waited.value.status_code == 503
+    assert waited.value.code == "gpu_unavailable"
+    assert "no inference worker of model indextts-2.5 started within 3 s" in waited.value.message
+    assert time.monotonic() - began >= 3  # it waited for a worker, not refused at once
+    assert "use one of espeak, gpt-4o-mini-tts" in unknown.value.message
+    assert "indextts-2.5" in unknown.value.message
