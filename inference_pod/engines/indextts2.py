@@ -138,6 +138,52 @@ def checkpoint_gaps(checkpoint_dir: Path, config: Path, hf_home: Path | None) ->
     return gaps
 
 
+def checked_audio_loader(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The package's ``_load_and_cut_audio``, with a reference that cannot be decoded or is too short
+    reported as the user's mistake (INVALID_INPUT); shared by both IndexTTS engines."""
+
+    def load_audio(audio_path: str, max_seconds: float, verbose: bool = False, sr: int | None = None) -> Any:
+        try:
+            audio, rate = original(audio_path, max_seconds, verbose, sr)
+        except Exception as exc:
+            raise TTSError(
+                ErrorCode.INVALID_INPUT,
+                f"reference audio {Path(audio_path).name} cannot be decoded: {exc}",
+            ) from exc
+        if audio.shape[-1] < MIN_AUDIO_SECONDS * rate:
+            raise TTSError(
+                ErrorCode.INVALID_INPUT,
+                f"reference audio {Path(audio_path).name} is shorter than {MIN_AUDIO_SECONDS} s; "
+                "give 3 to 10 s of clear speech",
+            )
+        return audio, rate
+
+    return load_audio
+
+
+def torch_device(setting: str, *, require_gpu: bool) -> str:
+    """The device an engine loads on: ``setting``, or for ``auto`` the first GPU when there is one;
+    GPU_UNAVAILABLE when a GPU is required and none is visible."""
+    import torch
+
+    cuda = bool(torch.cuda.is_available())
+    if require_gpu and not cuda:
+        raise TTSError(
+            ErrorCode.GPU_UNAVAILABLE,
+            "no CUDA device is visible to this worker; request nvidia.com/gpu for the pod "
+            "or unset TTS_WORKER_REQUIRE_GPU",
+        )
+    return ("cuda:0" if cuda else "cpu") if setting == "auto" else setting
+
+
+def release_cached_memory() -> None:
+    """After running out of GPU memory, hand torch's cached blocks back before the next job."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def classify_failure(exc: BaseException) -> TTSError:
     """The workflow API's error code for an exception out of torch or the package."""
     if isinstance(exc, TTSError):
@@ -280,16 +326,7 @@ class IndexTTS2Engine:
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         if self.hf_home is not None:
             os.environ["HF_HOME"] = str(self.hf_home)
-        import torch
-
-        cuda = bool(torch.cuda.is_available())
-        if self.require_gpu and not cuda:
-            raise TTSError(
-                ErrorCode.GPU_UNAVAILABLE,
-                "no CUDA device is visible to this worker; request nvidia.com/gpu for the pod "
-                "or unset TTS_WORKER_REQUIRE_GPU",
-            )
-        self.device = ("cuda:0" if cuda else "cpu") if self.device_setting == "auto" else self.device_setting
+        self.device = torch_device(self.device_setting, require_gpu=self.require_gpu)
         from indextts import IndexTTS2
 
         if self.nemo_cache_dir is not None:
@@ -310,25 +347,6 @@ class IndexTTS2Engine:
         model = self.model
         speaker_original = model._get_speaker_conditioning
         emotion_original = model._get_emotion_conditioning
-        load_original = model._load_and_cut_audio
-
-        def load_audio(
-            audio_path: str, max_seconds: float, verbose: bool = False, sr: int | None = None
-        ) -> Any:
-            try:
-                audio, rate = load_original(audio_path, max_seconds, verbose, sr)
-            except Exception as exc:
-                raise TTSError(
-                    ErrorCode.INVALID_INPUT,
-                    f"reference audio {Path(audio_path).name} cannot be decoded: {exc}",
-                ) from exc
-            if audio.shape[-1] < MIN_AUDIO_SECONDS * rate:
-                raise TTSError(
-                    ErrorCode.INVALID_INPUT,
-                    f"reference audio {Path(audio_path).name} is shorter than {MIN_AUDIO_SECONDS} s; "
-                    "give 3 to 10 s of clear speech",
-                )
-            return audio, rate
 
         def speaker(spk_audio_prompt: str, verbose: bool = False) -> Any:
             def compute() -> Any:
@@ -346,7 +364,7 @@ class IndexTTS2Engine:
 
             return self.emotion_cache.get_or_compute(file_digest(emo_audio_prompt), compute)
 
-        model._load_and_cut_audio = load_audio
+        model._load_and_cut_audio = checked_audio_loader(model._load_and_cut_audio)
         model._get_speaker_conditioning = speaker
         model._get_emotion_conditioning = emotion
 
@@ -383,16 +401,9 @@ class IndexTTS2Engine:
             except Exception as exc:
                 error = classify_failure(exc)
                 if error.code is ErrorCode.INSUFFICIENT_MEMORY:
-                    self._release_cached_memory()
+                    release_cached_memory()
                 raise error from exc
         return SynthesisOutcome(samples=samples, sample_rate=SAMPLE_RATE, warnings=warnings, segments=timings)
-
-    def _release_cached_memory(self) -> None:
-        """After running out of GPU memory, hand torch's cached blocks back before the next job."""
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def _infer(
         self,

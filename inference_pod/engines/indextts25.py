@@ -38,7 +38,12 @@ from inference_pod.engines.base import (
     SynthesisRequest,
     segment_timing,
 )
-from inference_pod.engines.indextts2 import MIN_AUDIO_SECONDS, classify_failure
+from inference_pod.engines.indextts2 import (
+    checked_audio_loader,
+    classify_failure,
+    release_cached_memory,
+    torch_device,
+)
 from inference_pod.settings import WorkerSettings
 from tts_api.errors import ErrorCode, TTSError, invalid_input
 from tts_api.registry import CacheUse, ModelState
@@ -224,16 +229,7 @@ class IndexTTS25Engine:
                 f"the IndexTTS-2.5 checkpoint at {self.checkpoint_dir} is incomplete: {shown} missing; "
                 "pull it with `indextts-k8s models pull indextts-2.5`",
             )
-        import torch
-
-        cuda = bool(torch.cuda.is_available())
-        if self.require_gpu and not cuda:
-            raise TTSError(
-                ErrorCode.GPU_UNAVAILABLE,
-                "no CUDA device is visible to this worker; request nvidia.com/gpu for the pod "
-                "or unset TTS_WORKER_REQUIRE_GPU",
-            )
-        self.device = ("cuda:0" if cuda else "cpu") if self.device_setting == "auto" else self.device_setting
+        self.device = torch_device(self.device_setting, require_gpu=self.require_gpu)
         if self.attn_backend == "flash":
             try:
                 import flash_attn  # noqa: F401
@@ -261,28 +257,7 @@ class IndexTTS25Engine:
 
     def _check_reference_audio(self) -> None:
         """A reference that cannot be decoded or is too short is the user's mistake: INVALID_INPUT."""
-        model = self.model
-        original = model._load_and_cut_audio
-
-        def load_audio(
-            audio_path: str, max_seconds: float, verbose: bool = False, sr: int | None = None
-        ) -> Any:
-            try:
-                audio, rate = original(audio_path, max_seconds, verbose, sr)
-            except Exception as exc:
-                raise TTSError(
-                    ErrorCode.INVALID_INPUT,
-                    f"reference audio {Path(audio_path).name} cannot be decoded: {exc}",
-                ) from exc
-            if audio.shape[-1] < MIN_AUDIO_SECONDS * rate:
-                raise TTSError(
-                    ErrorCode.INVALID_INPUT,
-                    f"reference audio {Path(audio_path).name} is shorter than {MIN_AUDIO_SECONDS} s; "
-                    "give 3 to 10 s of clear speech",
-                )
-            return audio, rate
-
-        model._load_and_cut_audio = load_audio
+        self.model._load_and_cut_audio = checked_audio_loader(self.model._load_and_cut_audio)
 
     # --- synthesis -----------------------------------------------------------------------------
 
@@ -344,10 +319,7 @@ class IndexTTS25Engine:
             except Exception as exc:
                 error = classify_failure(exc)
                 if error.code is ErrorCode.INSUFFICIENT_MEMORY:
-                    import torch
-
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
+                    release_cached_memory()
                 raise TTSError(error.code, error.message.replace("IndexTTS2", "IndexTTS-2.5")) from exc
         return SynthesisOutcome(samples=samples, sample_rate=SAMPLE_RATE, warnings=warnings, segments=timings)
 

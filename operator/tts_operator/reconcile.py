@@ -405,9 +405,7 @@ def _waiting(
     _end_wait(status, stage, now)
     stage.no_worker_since = since
     status.updated_at = now
-    status.conditions = _queued_conditions(
-        status, stage, now=now, limits=limits, generation=workflow.generation
-    )
+    status.conditions = _queued_conditions(status, stage, now, limits, workflow.generation)
     return status
 
 
